@@ -1,0 +1,1 @@
+//! Producer SDK (issue 4).

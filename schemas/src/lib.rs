@@ -1,0 +1,1 @@
+//! Avro schemas and names (filled in below).
