@@ -28,10 +28,17 @@ pub const MIN_PBKDF2_ITERATIONS: u32 = 100_000;
 /// Most PBKDF2 iterations accepted: an envelope cannot make an opener spin for minutes.
 pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 
+/// HKDF-SHA256 (RFC 5869) into `out`; fails only if `out` is longer than 8160 bytes.
+pub fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    Hkdf::<Sha256>::new(Some(salt), ikm)
+        .expand(info, out)
+        .map_err(|_| Error::InvalidInput("HKDF-SHA256 output longer than 8160 bytes"))
+}
+
 fn hkdf32(ikm: &[u8], salt: &[u8], info: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
-    // 32 bytes is far below HKDF-SHA256's 8160-byte limit, so expand cannot fail.
-    let _ = Hkdf::<Sha256>::new(Some(salt), ikm).expand(info, &mut out);
+    // 32 bytes is far below HKDF-SHA256's 8160-byte limit, so this cannot fail.
+    let _ = hkdf_sha256(ikm, salt, info, &mut out);
     out
 }
 
@@ -95,7 +102,7 @@ pub(crate) fn derive_kek(
 /// A KEK's public id: `kek-` and 16 hex digits of HKDF(KEK, info = "zenvelope/v1/kek-id").
 pub(crate) fn kek_id(kek: &Kek) -> String {
     let mut out = [0u8; 8];
-    let _ = Hkdf::<Sha256>::new(Some(&[]), &kek.0).expand(INFO_KEK_ID, &mut out);
+    let _ = hkdf_sha256(&kek.0, &[], INFO_KEK_ID, &mut out);
     format!("kek-{}", hex::encode(out))
 }
 

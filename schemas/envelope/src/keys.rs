@@ -505,16 +505,31 @@ impl fmt::Debug for FleetPrivateKey {
 }
 
 impl FleetPrivateKey {
-    fn unwrap_raw(&self, r: &Recipient) -> Result<Dek, Error> {
-        if !r.params.is_empty() || r.wrapped_key.len() != self.key.key_size_bytes() {
+    /// RSA-OAEP (SHA-256, MGF1-SHA-256) decryption with an optional label. Every
+    /// failure is [`Error::DecryptFailed`].
+    pub fn decrypt_oaep_sha256(
+        &self,
+        ciphertext: &[u8],
+        label: Option<&[u8]>,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        if ciphertext.len() != self.key.key_size_bytes() {
             return Err(Error::DecryptFailed);
         }
         let mut out = Zeroizing::new(vec![0u8; self.key.min_output_size()]);
-        let pt = self
+        let n = self
             .key
-            .decrypt(&OAEP_SHA256_MGF1SHA256, &r.wrapped_key, &mut out, None)
-            .map_err(|_| Error::DecryptFailed)?;
-        dek_from_slice(pt)
+            .decrypt(&OAEP_SHA256_MGF1SHA256, ciphertext, &mut out, label)
+            .map_err(|_| Error::DecryptFailed)?
+            .len();
+        out.truncate(n);
+        Ok(out)
+    }
+
+    fn unwrap_raw(&self, r: &Recipient) -> Result<Dek, Error> {
+        if !r.params.is_empty() {
+            return Err(Error::DecryptFailed);
+        }
+        dek_from_slice(&self.decrypt_oaep_sha256(&r.wrapped_key, None)?)
     }
 }
 

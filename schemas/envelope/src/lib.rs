@@ -88,4 +88,15 @@ pub use secret::{Dek, Passphrase, Plaintext};
 #[doc(hidden)]
 pub mod primitives {
     pub use crate::aead::{open_blob as aes256gcm_open_blob, seal_blob as aes256gcm_seal_blob};
+    pub use crate::kdf::hkdf_sha256;
+
+    /// The AES-256-GCM key of one message's payload (HKDF of the DEK, salt = message id).
+    pub fn payload_key(dek: &crate::Dek, message_id: &crate::MessageId) -> [u8; 32] {
+        *crate::kdf::payload_key(dek, message_id)
+    }
+
+    /// PBKDF2-HMAC-SHA256 of the NFKC-normalised passphrase: the raw KEK, for vectors.
+    pub fn derive_kek(passphrase: &crate::Passphrase, salt: &[u8; 32], iterations: u32) -> Result<[u8; 32], crate::Error> {
+        Ok(crate::kdf::derive_kek(passphrase, salt, iterations)?.0)
+    }
 }
