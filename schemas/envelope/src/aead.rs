@@ -4,9 +4,9 @@
 //! crate measured 0.34x here (docs/crypto-choices.md). `aes-gcm` stays as a test oracle.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use zeroize::Zeroizing;
 
 use crate::error::Error;
+use crate::secret::Plaintext;
 
 /// Blob format version byte.
 pub const BLOB_VERSION: u8 = 0x01;
@@ -46,22 +46,24 @@ pub fn seal_blob(key: &[u8; 32], iv: [u8; IV_LEN], aad: &[u8], plaintext: &[u8])
 }
 
 /// Opens a blob. Every failure is [`Error::DecryptFailed`].
-pub fn open_blob(key: &[u8; 32], aad: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+pub fn open_blob(key: &[u8; 32], aad: &[u8], blob: &[u8]) -> Result<Plaintext, Error> {
     if blob.len() < BLOB_OVERHEAD || blob[0] != BLOB_VERSION {
         return Err(Error::DecryptFailed);
     }
     let mut iv = [0u8; IV_LEN];
     iv.copy_from_slice(&blob[1..1 + IV_LEN]);
-    // aws-lc wants ciphertext || tag; the seed's layout puts the tag first.
-    let mut buf = Zeroizing::new(Vec::with_capacity(blob.len() - 1 - IV_LEN));
+    // aws-lc wants ciphertext || tag; the seed's layout puts the tag first. The buffer is
+    // a Plaintext from the start, so it is wiped on every path, including failures.
+    let mut out = Plaintext::new(Vec::with_capacity(blob.len() - 1 - IV_LEN));
+    let buf = out.as_mut_vec();
     buf.extend_from_slice(&blob[BLOB_OVERHEAD..]);
     buf.extend_from_slice(&blob[1 + IV_LEN..BLOB_OVERHEAD]);
     let n = cipher(key)
-        .open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
+        .open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(aad), buf)
         .map_err(|_| Error::DecryptFailed)?
         .len();
     buf.truncate(n);
-    Ok(buf)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -76,16 +78,22 @@ mod tests {
         assert_eq!(blob[0], 1);
         assert_eq!(&blob[1..13], &[5; 12]);
         assert_eq!(
-            open_blob(&key, b"aad", &blob).expect("open").as_slice(),
+            open_blob(&key, b"aad", &blob).expect("open").as_bytes(),
             b"hello"
         );
-        assert_eq!(open_blob(&key, b"aaX", &blob), Err(Error::DecryptFailed));
         assert_eq!(
-            open_blob(&key, b"aad", &blob[..20]),
-            Err(Error::DecryptFailed)
+            open_blob(&key, b"aaX", &blob).err(),
+            Some(Error::DecryptFailed)
+        );
+        assert_eq!(
+            open_blob(&key, b"aad", &blob[..20]).err(),
+            Some(Error::DecryptFailed)
         );
         let mut v2 = blob.clone();
         v2[0] = 2;
-        assert_eq!(open_blob(&key, b"aad", &v2), Err(Error::DecryptFailed));
+        assert_eq!(
+            open_blob(&key, b"aad", &v2).err(),
+            Some(Error::DecryptFailed)
+        );
     }
 }

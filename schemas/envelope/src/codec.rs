@@ -296,46 +296,51 @@ impl<'a> Reader<'a> {
             })
     }
 
-    /// An Avro array of `Recipient`, in one or more blocks (negative block counts carry
-    /// a byte size, which is read and checked as the Avro spec allows).
+    /// An Avro array of `Recipient` in canonical form: either the empty array (a single
+    /// 0) or one block with a positive count followed by the terminating 0. That is what
+    /// every standard Avro writer emits; other block layouts are valid Avro but would give
+    /// one envelope several encodings, so they are rejected.
     fn recipients(&mut self) -> Result<Vec<Recipient>, Error> {
-        let mut out = Vec::new();
-        loop {
-            let count = self.long()?;
-            if count == 0 {
-                return Ok(out);
-            }
-            let count = if count < 0 {
-                let size = self.long()?;
-                if size < 0 || size as u64 > (self.buf.len() - self.pos) as u64 {
-                    return Err(self.malformed("array block size out of range"));
-                }
-                count.unsigned_abs()
-            } else {
-                count as u64
-            };
-            let total = (out.len() as u64).saturating_add(count);
-            if total > self.limits.max_recipients as u64 {
-                return Err(Error::TooLarge {
-                    field: "recipients",
-                    len: usize::try_from(total).unwrap_or(usize::MAX),
-                    limit: self.limits.max_recipients,
-                });
-            }
-            for _ in 0..count {
-                out.push(Recipient {
-                    recipient_type: self.symbol(RecipientType::from_index)?,
-                    key_id: self.string("recipient.key_id")?,
-                    key_version: self.int()?,
-                    params: self
-                        .bytes("recipient.params", self.limits.max_params_bytes)?
-                        .to_vec(),
-                    wrapped_key: self
-                        .bytes("recipient.wrapped_key", self.limits.max_key_bytes)?
-                        .to_vec(),
-                });
-            }
+        let start = self.pos;
+        let count = self.long()?;
+        if count == 0 {
+            return Ok(Vec::new());
         }
+        if count < 0 {
+            return Err(Error::Malformed {
+                reason: "array block with a negative count (non-canonical)",
+                offset: start,
+            });
+        }
+        if count as u64 > self.limits.max_recipients as u64 {
+            return Err(Error::TooLarge {
+                field: "recipients",
+                len: usize::try_from(count).unwrap_or(usize::MAX),
+                limit: self.limits.max_recipients,
+            });
+        }
+        let mut out = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            out.push(Recipient {
+                recipient_type: self.symbol(RecipientType::from_index)?,
+                key_id: self.string("recipient.key_id")?,
+                key_version: self.int()?,
+                params: self
+                    .bytes("recipient.params", self.limits.max_params_bytes)?
+                    .to_vec(),
+                wrapped_key: self
+                    .bytes("recipient.wrapped_key", self.limits.max_key_bytes)?
+                    .to_vec(),
+            });
+        }
+        let end = self.pos;
+        if self.long()? != 0 {
+            return Err(Error::Malformed {
+                reason: "array in more than one block (non-canonical)",
+                offset: end,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -449,11 +454,11 @@ mod tests {
         assert!(decode(&evil, &Limits::default()).is_err());
     }
 
-    #[test]
-    fn blocked_arrays_with_byte_sizes_decode() {
+    /// Re-encodes the sample's recipients array with `prefix` before the items and
+    /// `suffix` after them (instead of `count 1 … 0`).
+    fn with_array_layout(prefix: &[i64], suffix: &[i64]) -> Vec<u8> {
         let env = sample();
         let plain = encode(&env);
-        // Re-encode the recipients array as one block with a negative count and byte size.
         let mut rec = vec![];
         let r = &env.recipients[0];
         put_long(&mut rec, r.recipient_type.index() as i64);
@@ -461,21 +466,41 @@ mod tests {
         put_long(&mut rec, i64::from(r.key_version));
         put_bytes(&mut rec, &r.params);
         put_bytes(&mut rec, &r.wrapped_key);
-        let mut block = vec![];
-        put_long(&mut block, -1);
-        put_long(&mut block, rec.len() as i64);
-        block.extend_from_slice(&rec);
-        let mut simple = vec![];
-        put_long(&mut simple, 1);
-        simple.extend_from_slice(&rec);
+        let mut canonical = vec![];
+        put_long(&mut canonical, 1);
+        canonical.extend_from_slice(&rec);
+        put_long(&mut canonical, 0);
         let start = plain
-            .windows(simple.len())
-            .position(|w| w == simple.as_slice())
-            .expect("recipients block");
-        let mut blocked = plain[..start].to_vec();
-        blocked.extend_from_slice(&block);
-        blocked.extend_from_slice(&plain[start + simple.len()..]);
-        assert_eq!(decode(&blocked, &Limits::default()).expect("decode"), env);
+            .windows(canonical.len())
+            .position(|w| w == canonical.as_slice())
+            .expect("array");
+        let mut out = plain[..start].to_vec();
+        prefix.iter().for_each(|v| put_long(&mut out, *v));
+        out.extend_from_slice(&rec);
+        suffix.iter().for_each(|v| put_long(&mut out, *v));
+        out.extend_from_slice(&plain[start + canonical.len()..]);
+        out
+    }
+
+    #[test]
+    fn only_the_canonical_array_layout_is_accepted() {
+        let limits = Limits::default();
+        assert_eq!(
+            decode(&with_array_layout(&[1], &[0]), &limits).expect("canonical"),
+            sample()
+        );
+        // Valid Avro, but a second encoding of the same envelope: rejected.
+        let rec_len = 1 + 1 + 5 + 1 + 1 + 2 + 384;
+        let negative = with_array_layout(&[-1, rec_len], &[0]);
+        assert!(matches!(
+            decode(&negative, &limits),
+            Err(Error::Malformed { .. })
+        ));
+        let two_blocks = with_array_layout(&[1], &[0, 0]);
+        assert!(matches!(
+            decode(&two_blocks, &limits),
+            Err(Error::Malformed { .. })
+        ));
     }
 
     #[test]

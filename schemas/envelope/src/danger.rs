@@ -81,6 +81,7 @@ pub fn seal_with_fixed_randomness(
 }
 
 /// Seals like [`crate::seal_response`] with a fixed message id, time and payload IV.
+#[allow(clippy::too_many_arguments)]
 pub fn seal_response_with_fixed_randomness(
     request: &Opened,
     fields: &ResponseFields,

@@ -58,13 +58,12 @@ pub fn response_dek(request_dek: &Dek, request_id: &MessageId) -> Dek {
     Dek(hkdf32(&request_dek.0, request_id.as_bytes(), INFO_RESPONSE))
 }
 
-/// Normalises a login identity (an email address) before it is hashed: ASCII
-/// whitespace trimmed from both ends, Unicode NFKC, then Unicode lower case.
+/// Normalises a login identity (an email address) before it is hashed: Unicode NFKC,
+/// then ASCII whitespace trimmed from both ends, then Unicode lower case. NFKC comes first
+/// so that, for example, a no-break space (U+00A0) becomes a space and is trimmed.
 pub fn normalize_identity(identity: &str) -> String {
-    identity
-        .trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
-        .nfkc()
-        .collect::<String>()
+    let nfkc: String = identity.nfkc().collect();
+    nfkc.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
         .to_lowercase()
 }
 
@@ -122,6 +121,11 @@ mod tests {
             "alice@éxample.com"
         );
         assert_eq!(kek_salt("t", " A@B.C "), kek_salt("t", "a@b.c"));
+        // NFKC before trimming: a no-break space is trimmed like a space.
+        assert_eq!(
+            normalize_identity("\u{a0}Bob@example.com\u{a0}"),
+            "bob@example.com"
+        );
         assert_ne!(kek_salt("t1", "a@b.c"), kek_salt("t2", "a@b.c"));
     }
 

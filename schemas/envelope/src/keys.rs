@@ -187,6 +187,7 @@ impl UserKey {
         passphrase: &Passphrase,
         iterations: u32,
     ) -> Result<Self, Error> {
+        check_credentials(identity, passphrase)?;
         let salt = kdf::kek_salt(tenant, identity);
         let kek = kdf::derive_kek(passphrase, &salt, iterations)?;
         let key_id = kdf::kek_id(&kek);
@@ -198,10 +199,23 @@ impl UserKey {
         })
     }
 
-    /// Derives the KEK from a recipient's params (iterations and salt), for a device that
-    /// has only the passphrase and a sealed envelope.
-    pub fn derive_from_params(passphrase: &Passphrase, params: &[u8]) -> Result<Self, Error> {
+    /// Derives the KEK taking the iteration count from a passphrase recipient's params,
+    /// for a device that knows the credentials but not the count the user registered with.
+    /// The params' salt must be this identity's deterministic salt, so an envelope cannot
+    /// make the device run PBKDF2 for someone else's parameters.
+    pub fn derive_from_params(
+        tenant: &str,
+        identity: &str,
+        passphrase: &Passphrase,
+        params: &[u8],
+    ) -> Result<Self, Error> {
+        check_credentials(identity, passphrase)?;
         let (iterations, salt) = parse_passphrase_params(params)?;
+        if salt != kdf::kek_salt(tenant, identity) {
+            return Err(Error::InvalidInput(
+                "the recipient's salt is not this identity's salt",
+            ));
+        }
         let kek = kdf::derive_kek(passphrase, &salt, iterations)?;
         let key_id = kdf::kek_id(&kek);
         Ok(Self {
@@ -228,6 +242,16 @@ impl UserKey {
         p.extend_from_slice(&self.salt);
         p
     }
+}
+
+fn check_credentials(identity: &str, passphrase: &Passphrase) -> Result<(), Error> {
+    if kdf::normalize_identity(identity).is_empty() {
+        return Err(Error::InvalidInput("the identity is empty"));
+    }
+    if passphrase.expose().is_empty() {
+        return Err(Error::InvalidInput("the passphrase is empty"));
+    }
+    Ok(())
 }
 
 fn parse_passphrase_params(params: &[u8]) -> Result<(u32, [u8; 32]), Error> {
@@ -295,7 +319,7 @@ impl DekUnwrapper for UserKey {
             &r.params,
         );
         let raw = open_blob(&self.kek.0, &aad, &r.wrapped_key)?;
-        dek_from_slice(&raw)
+        dek_from_slice(raw.as_bytes())
     }
 }
 

@@ -34,14 +34,26 @@
 //! let sealed = sealer.seal(&fields, b"Slept badly again; worried about Monday.")?;
 //! let wire: Vec<u8> = encode(&sealed); // Avro binary, what goes on Kafka
 //!
-//! // Inside the enclave:
+//! // Inside the enclave: verify the producer's signature, unwrap with the fleet key, open.
 //! let fleet_keys = Keyring::new().with(fleet)?;
 //! let request = Opener::new(trusted).decode_and_open(&wire, &fleet_keys)?;
 //! assert_eq!(request.plaintext(), b"Slept badly again; worried about Monday.");
 //!
-//! // The user opens it too, with nothing but their key.
-//! let mine = Opener::new(Keyring::new()).accept_unsigned().open(sealed.clone(), &*user);
-//! # let _ = mine;
+//! // The enclave answers under the response key, keeping the user's recipient (not its own).
+//! let enclave_signer = SigningKey::generate("fleet-signing", 1, 2048)?;
+//! let answer = seal_response(
+//!     &request,
+//!     &ResponseFields { kind: Kind::Result, content_type: "text/plain".into(), schema_id: 0 },
+//!     b"Worry about Monday comes up often; consider noting what is in your control.",
+//!     |r| r.recipient_type != RecipientType::RsaOaepSha256,
+//!     Some(&enclave_signer),
+//! )?;
+//!
+//! // The user opens the answer with nothing but their passphrase-derived key.
+//! let user_trusts = Keyring::new().with(enclave_signer.verifying_key()?)?;
+//! let mine = Opener::new(user_trusts).decode_and_open(&encode(&answer), &*user)?;
+//! assert!(mine.plaintext().starts_with(b"Worry about Monday"));
+//! assert_eq!(mine.header().correlation_id, Some(request.header().message_id));
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
@@ -83,6 +95,11 @@ pub use seal::{
 };
 pub use secret::{Dek, Passphrase, Plaintext};
 
+/// The README's example, compiled and run as a doc test so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;
+
 /// Crypto primitives exposed through this crate's wrappers for known-answer tests
 /// (Wycheproof). Not part of the envelope API.
 #[doc(hidden)]
@@ -96,7 +113,11 @@ pub mod primitives {
     }
 
     /// PBKDF2-HMAC-SHA256 of the NFKC-normalised passphrase: the raw KEK, for vectors.
-    pub fn derive_kek(passphrase: &crate::Passphrase, salt: &[u8; 32], iterations: u32) -> Result<[u8; 32], crate::Error> {
+    pub fn derive_kek(
+        passphrase: &crate::Passphrase,
+        salt: &[u8; 32],
+        iterations: u32,
+    ) -> Result<[u8; 32], crate::Error> {
         Ok(crate::kdf::derive_kek(passphrase, salt, iterations)?.0)
     }
 }

@@ -176,7 +176,7 @@ pub struct Header {
     pub message_id: MessageId,
     /// Tenant (customer) id.
     pub tenant: String,
-    /// Subject pseudonym (never an email or a name), see [`crate::pseudonym`].
+    /// Subject pseudonym (never an email or a name), see [`crate::MetadataKey::pseudonym`].
     pub subject: String,
     /// What the envelope carries.
     pub kind: Kind,

@@ -519,7 +519,7 @@ fn open_with_dek(env: Envelope, dek: Dek) -> Result<Opened, Error> {
     let plaintext = open_blob(&payload_key(&dek, &h.message_id), &aad, &env.payload)?;
     Ok(Opened {
         envelope: env,
-        plaintext: Plaintext(plaintext),
+        plaintext,
         dek,
     })
 }

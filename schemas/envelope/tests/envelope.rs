@@ -129,17 +129,32 @@ fn the_same_credentials_give_the_same_key_on_any_device() {
     )
     .expect("key");
     assert_eq!(again.key_id(), fx().user.key_id());
-    let from_params = UserKey::derive_from_params(
-        &Passphrase::new("correct horse battery"),
-        &env.recipients[0].params,
-    )
-    .expect("key");
+    let pw = Passphrase::new("correct horse battery");
+    let params = &env.recipients[0].params;
+    let from_params =
+        UserKey::derive_from_params(TENANT, "alice@example.com", &pw, params).expect("key");
+    let opened = enclave_opener()
+        .open(env.clone(), &from_params)
+        .expect("open");
+    assert_eq!(opened.plaintext(), CANARY.as_bytes());
+    // Params carrying another identity's salt are refused before any PBKDF2 work.
+    let other = UserKey::derive_from_params(TENANT, "bob@example.com", &pw, params);
+    assert!(matches!(other, Err(Error::InvalidInput(_))));
+    let mut huge = params.clone();
+    huge[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let slow = UserKey::derive_from_params(TENANT, "alice@example.com", &pw, &huge);
+    assert!(matches!(slow, Err(Error::InvalidInput(_))));
+    // Empty credentials are refused.
+    let empty = UserKey::derive_with_iterations(TENANT, " \t ", &pw, 100_000);
     assert_eq!(
-        enclave_opener()
-            .open(env, &from_params)
-            .expect("open")
-            .plaintext(),
-        CANARY.as_bytes()
+        empty.err(),
+        Some(Error::InvalidInput("the identity is empty"))
+    );
+    let empty =
+        UserKey::derive_with_iterations(TENANT, "alice@example.com", &Passphrase::new(""), 100_000);
+    assert_eq!(
+        empty.err(),
+        Some(Error::InvalidInput("the passphrase is empty"))
     );
 }
 
@@ -240,7 +255,8 @@ fn a_result_moved_to_another_request_does_not_open() {
 #[test]
 fn every_header_field_is_bound() {
     let other_id = MessageId::new_v7();
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Envelope)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Envelope)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         ("version", Box::new(|e| e.header.version = 2)),
         (
             "message_id",
@@ -373,18 +389,46 @@ fn key_commitment_is_checked_before_decryption() {
     let d2 = Dek::from_bytes([0x22; 32]);
     let mut sealer = Sealer::new(vec![fx().user.clone()]);
     let id = MessageId::new_v7();
-    let fixed = danger::FixedRandomness { dek: *d2.expose_secret(), wrap_ivs: vec![[3; 12]], payload_iv: [4; 12] };
-    let mut env = danger::seal_with_fixed_randomness(&mut sealer, &fields(), b"second plaintext", id, id.timestamp_ms(), &fixed)
-        .expect("seal");
+    let fixed = danger::FixedRandomness {
+        dek: *d2.expose_secret(),
+        wrap_ivs: vec![[3; 12]],
+        payload_iv: [4; 12],
+    };
+    let mut env = danger::seal_with_fixed_randomness(
+        &mut sealer,
+        &fields(),
+        b"second plaintext",
+        id,
+        id.timestamp_ms(),
+        &fixed,
+    )
+    .expect("seal");
     let opener = enclave_opener().accept_unsigned();
-    assert_eq!(opener.open(env.clone(), &*fx().user).expect("honest").plaintext(), b"second plaintext");
+    assert_eq!(
+        opener
+            .open(env.clone(), &*fx().user)
+            .expect("honest")
+            .plaintext(),
+        b"second plaintext"
+    );
     // Commit to d1, and re-encrypt under d2 with the AAD of the new header.
     env.header.key_commitment = key_commitment(&d1, &id);
     let aad = payload_aad(&env.header, &env.recipients);
-    env.payload = primitives::aes256gcm_seal_blob(&primitives::payload_key(&d2, &id), [5; 12], &aad, b"second plaintext");
+    env.payload = primitives::aes256gcm_seal_blob(
+        &primitives::payload_key(&d2, &id),
+        [5; 12],
+        &aad,
+        b"second plaintext",
+    );
     // Control: without the commitment check, the AEAD would accept it.
-    assert!(primitives::aes256gcm_open_blob(&primitives::payload_key(&d2, &id), &aad, &env.payload).is_ok());
-    assert_eq!(opener.open(env, &*fx().user).err(), Some(Error::DecryptFailed));
+    assert!(
+        primitives::aes256gcm_open_blob(&primitives::payload_key(&d2, &id), &aad, &env.payload)
+            .is_ok()
+    );
+    assert_eq!(
+        opener.open(env, &*fx().user).err(),
+        Some(Error::DecryptFailed)
+    );
 }
 
 #[test]
@@ -683,4 +727,25 @@ fn aes_gcm_crate_opens_our_payload_blob() {
         )
         .expect("aes-gcm crate opens");
     assert_eq!(buf, CANARY.as_bytes());
+}
+
+/// The spec fixes the PSS salt at 32 bytes; a signature with another salt length is
+/// rejected even though it is a valid PSS signature under the same key.
+#[test]
+fn pss_signatures_with_another_salt_length_are_rejected() {
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{RandomizedSigner, SignatureEncoding};
+    let signer = fx().producer.clone();
+    let private =
+        rsa::RsaPrivateKey::from_pkcs8_der(&signer.to_pkcs8_der().expect("der")).expect("pkcs8");
+    let vk = signer.verifying_key().expect("vk");
+    for (salt_len, accepted) in [(32usize, true), (0, false), (20, false), (64, false)] {
+        let sk = rsa::pss::SigningKey::<sha2::Sha256>::new_with_salt_len(private.clone(), salt_len);
+        let sig = sk.sign_with_rng(&mut rand_core::OsRng, b"message").to_vec();
+        assert_eq!(
+            vk.verify(b"message", &sig),
+            accepted,
+            "salt length {salt_len}"
+        );
+    }
 }

@@ -11,7 +11,10 @@ fn keys() -> &'static (Keyring<FleetPrivateKey>, Arc<Keyring<FleetPublicKey>>) {
     K.get_or_init(|| {
         let k = FleetPrivateKey::generate("fleet", 1, 2048).expect("key");
         let p = FleetPublicKey::from_spki_der("fleet", 1, k.public_key().spki_der()).expect("spki");
-        (Keyring::new().with(k).expect("r"), Arc::new(Keyring::new().with(p).expect("r")))
+        (
+            Keyring::new().with(k).expect("r"),
+            Arc::new(Keyring::new().with(p).expect("r")),
+        )
     })
 }
 
@@ -31,7 +34,15 @@ fn any_recipient() -> impl Strategy<Value = Recipient> {
         proptest::collection::vec(any::<u8>(), 0..64),
         proptest::collection::vec(any::<u8>(), 0..600),
     )
-        .prop_map(|(recipient_type, key_id, key_version, params, wrapped_key)| Recipient { recipient_type, key_id, key_version, params, wrapped_key })
+        .prop_map(
+            |(recipient_type, key_id, key_version, params, wrapped_key)| Recipient {
+                recipient_type,
+                key_id,
+                key_version,
+                params,
+                wrapped_key,
+            },
+        )
 }
 
 fn any_id() -> impl Strategy<Value = MessageId> {
