@@ -55,11 +55,18 @@ fn offline_analyser(text: &str) -> String {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     println!("zenvelope demo: one process, every stage of the envelope round trip.");
-    println!("WARNING: dev keys generated in memory and a fixed dev passphrase; never use them for real data.\n");
+    println!(
+        "WARNING: dev keys generated in memory and a fixed dev passphrase; never use them for real data.\n"
+    );
 
     let t = Instant::now();
-    let fleet = FleetPrivateKey::generate("fleet", 1, args.rsa_bits).context("cannot generate the dev fleet key")?;
-    let fleet_public = Arc::new(Keyring::new().with(FleetPublicKey::from_spki_der("fleet", 1, fleet.public_key().spki_der())?)?);
+    let fleet = FleetPrivateKey::generate("fleet", 1, args.rsa_bits)
+        .context("cannot generate the dev fleet key")?;
+    let fleet_public = Arc::new(Keyring::new().with(FleetPublicKey::from_spki_der(
+        "fleet",
+        1,
+        fleet.public_key().spki_der(),
+    )?)?);
     let producer = Arc::new(SigningKey::generate("journal-backend", 1, args.rsa_bits)?);
     let enclave_signer = SigningKey::generate("fleet-signing", 1, args.rsa_bits)?;
     let fleet_keys = Keyring::new().with(fleet)?;
@@ -68,12 +75,30 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         args.rsa_bits,
         t.elapsed().as_millis()
     );
-    println!("           fleet key fingerprint (SHA-256 of SPKI): {}", fleet_keys.iter().map(|k| k.public_key().fingerprint()).collect::<String>());
+    println!(
+        "           fleet key fingerprint (SHA-256 of SPKI): {}",
+        fleet_keys
+            .iter()
+            .map(|k| k.public_key().fingerprint())
+            .collect::<String>()
+    );
 
     let t = Instant::now();
-    println!("user side  deriving {USER}'s key with PBKDF2-HMAC-SHA256, {} iterations…", args.iterations);
-    let user = Arc::new(UserKey::derive_with_iterations(TENANT, USER, &Passphrase::new(DANGER_DEMO_PASSPHRASE), args.iterations)?);
-    println!("           key id {} ({} ms; the key itself never leaves the device)", user.key_id(), t.elapsed().as_millis());
+    println!(
+        "user side  deriving {USER}'s key with PBKDF2-HMAC-SHA256, {} iterations…",
+        args.iterations
+    );
+    let user = Arc::new(UserKey::derive_with_iterations(
+        TENANT,
+        USER,
+        &Passphrase::new(DANGER_DEMO_PASSPHRASE),
+        args.iterations,
+    )?);
+    println!(
+        "           key id {} ({} ms; the key itself never leaves the device)",
+        user.key_id(),
+        t.elapsed().as_millis()
+    );
     let subject = MetadataKey::from_bytes([0x5a; 32]).pseudonym(TENANT, USER);
     println!("           subject pseudonym {subject} (HMAC: no email on Kafka or in audit rows)\n");
 
@@ -81,7 +106,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     // The enclave trusts the producer's signing key; the user trusts the fleet's result key.
     let enclave_opener = Opener::new(Keyring::new().with(producer.verifying_key()?)?);
     let user_opener = Opener::new(Keyring::new().with(enclave_signer.verifying_key()?)?);
-    let fleet_ids: Vec<(String, i32)> = fleet_keys.iter().map(|k| (k.key_id().to_owned(), k.key_version())).collect();
+    let fleet_ids: Vec<(String, i32)> = fleet_keys
+        .iter()
+        .map(|k| (k.key_id().to_owned(), k.key_version()))
+        .collect();
 
     for (n, text) in ENTRIES.iter().take(usize::from(args.entries)).enumerate() {
         let fields = HeaderFields {
@@ -92,7 +120,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             content_type: "text/plain; charset=utf-8".into(),
             schema_id: 0,
         };
-        println!("── entry {}/{} ──────────────────────────────────────────────", n + 1, args.entries);
+        println!(
+            "── entry {}/{} ──────────────────────────────────────────────",
+            n + 1,
+            args.entries
+        );
         let request = sealer.seal(&fields, text.as_bytes())?;
         let wire = encode(&request);
         let recipients: Vec<String> = request
@@ -100,26 +132,49 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             .iter()
             .map(|r| format!("{} {} v{}", r.recipient_type, r.key_id, r.key_version))
             .collect();
-        println!("user side  sealed {} bytes of plaintext into {} bytes; recipients: {}", text.len(), wire.len(), recipients.join(", "));
-        println!("           wire bytes (first 40): {}…", hex::encode(&wire[..40.min(wire.len())]));
+        println!(
+            "user side  sealed {} bytes of plaintext into {} bytes; recipients: {}",
+            text.len(),
+            wire.len(),
+            recipients.join(", ")
+        );
+        println!(
+            "           wire bytes (first 40): {}…",
+            hex::encode(&wire[..40.min(wire.len())])
+        );
         ensure!(
-            !wire.windows(12).any(|w| text.as_bytes().windows(12).any(|p| p == w)),
+            !wire
+                .windows(12)
+                .any(|w| text.as_bytes().windows(12).any(|p| p == w)),
             "plaintext visible in the sealed bytes"
         );
-        println!("broker     sees only: {}", public_view(&request, wire.len()));
+        println!(
+            "broker     sees only: {}",
+            public_view(&request, wire.len())
+        );
 
         let t = Instant::now();
         let opened = enclave_opener.decode_and_open(&wire, &fleet_keys)?;
-        let signer = request.signature.as_ref().map(|s| format!("{} v{}", s.key_id, s.key_version)).unwrap_or_default();
+        let signer = request
+            .signature
+            .as_ref()
+            .map(|s| format!("{} v{}", s.key_id, s.key_version))
+            .unwrap_or_default();
         println!(
             "enclave    verified signature ({signer}), unwrapped the DEK with fleet v1, checked the key commitment, opened {} bytes ({} µs)",
             opened.plaintext().len(),
             t.elapsed().as_micros()
         );
-        let answer_text = offline_analyser(std::str::from_utf8(opened.plaintext()).context("entry is not UTF-8")?);
+        let answer_text = offline_analyser(
+            std::str::from_utf8(opened.plaintext()).context("entry is not UTF-8")?,
+        );
         let answer = seal_response(
             &opened,
-            &ResponseFields { kind: Kind::Result, content_type: "text/plain; charset=utf-8".into(), schema_id: 0 },
+            &ResponseFields {
+                kind: Kind::Result,
+                content_type: "text/plain; charset=utf-8".into(),
+                schema_id: 0,
+            },
             answer_text.as_bytes(),
             |r| !fleet_ids.contains(&(r.key_id.clone(), r.key_version)),
             Some(&enclave_signer),
@@ -129,16 +184,33 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         println!(
             "enclave    sealed the answer under the response key: {} bytes, kind RESULT, correlation id {}, recipients: {}",
             answer_wire.len(),
-            answer.header.correlation_id.map(|c| c.to_string()).unwrap_or_default(),
-            answer.recipients.iter().filter(|r| r.recipient_type == RecipientType::Passphrase).count()
+            answer
+                .header
+                .correlation_id
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            answer
+                .recipients
+                .iter()
+                .filter(|r| r.recipient_type == RecipientType::Passphrase)
+                .count()
         );
 
         let mine = user_opener.decode_and_open(&answer_wire, &*user)?;
-        println!("user side  opened the answer with their passphrase: {}", String::from_utf8_lossy(mine.plaintext()));
+        println!(
+            "user side  opened the answer with their passphrase: {}",
+            String::from_utf8_lossy(mine.plaintext())
+        );
         println!();
     }
-    println!("Not in this demo yet: the Kafka broker between the stages and the enclave worker with");
-    println!("attestation and KMS key release (issue 3), the producer SDK and `zenvelope up` (issue 4),");
-    println!("and the audit sink (issue 5). What ran above is the real envelope code they will use.");
+    println!(
+        "Not in this demo yet: the Kafka broker between the stages and the enclave worker with"
+    );
+    println!(
+        "attestation and KMS key release (issue 3), the producer SDK and `zenvelope up` (issue 4),"
+    );
+    println!(
+        "and the audit sink (issue 5). What ran above is the real envelope code they will use."
+    );
     Ok(())
 }

@@ -43,7 +43,9 @@ pub(crate) fn run(path: Option<&Path>, is_hex: bool) -> anyhow::Result<()> {
             raw = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
         }
         _ => {
-            std::io::stdin().read_to_end(&mut raw).context("cannot read standard input")?;
+            std::io::stdin()
+                .read_to_end(&mut raw)
+                .context("cannot read standard input")?;
         }
     }
     let bytes = if is_hex {
@@ -60,6 +62,9 @@ pub(crate) fn run(path: Option<&Path>, is_hex: bool) -> anyhow::Result<()> {
         None => bail!("the input is empty"),
     };
     let env = decode(avro, &Limits::default()).context("not a zenvelope envelope")?;
-    println!("{}", serde_json::to_string_pretty(&public_view(&env, avro.len()))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&public_view(&env, avro.len()))?
+    );
     Ok(())
 }

@@ -12,7 +12,12 @@ fn zenvelope(args: &[&str], stdin: Option<&[u8]>) -> Output {
         .spawn()
         .expect("spawn zenvelope");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("wait")
@@ -24,46 +29,99 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn demo_runs_every_stage_and_never_prints_the_entries() {
-    let out = zenvelope(&["demo", "--entries", "2", "--iterations", "100000", "--rsa-bits", "2048"], None);
+    let out = zenvelope(
+        &[
+            "demo",
+            "--entries",
+            "2",
+            "--iterations",
+            "100000",
+            "--rsa-bits",
+            "2048",
+        ],
+        None,
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    assert_eq!(stdout.matches("user side  opened the answer with their passphrase").count(), 2, "{stdout}");
-    assert_eq!(stdout.matches("enclave    verified signature (journal-backend v1)").count(), 2);
+    assert_eq!(
+        stdout
+            .matches("user side  opened the answer with their passphrase")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .matches("enclave    verified signature (journal-backend v1)")
+            .count(),
+        2
+    );
     assert!(stdout.contains("NOT a model"));
     assert!(stdout.contains("\"kind\":\"REQUEST\""));
     // The journal entries themselves never reach the terminal, the wire dump or the broker view.
-    for fragment in ["Slept four hours", "sister about Mum", "Chest felt tight", "alice@example.com\""] {
+    for fragment in [
+        "Slept four hours",
+        "sister about Mum",
+        "Chest felt tight",
+        "alice@example.com\"",
+    ] {
         assert!(!stdout.contains(fragment), "plaintext {fragment:?} printed");
     }
 }
 
 #[test]
 fn demo_rejects_out_of_range_arguments() {
-    let out = zenvelope(&["demo", "--iterations", "1000", "--rsa-bits", "2048"], None);
+    let out = zenvelope(
+        &["demo", "--iterations", "1000", "--rsa-bits", "2048"],
+        None,
+    );
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("PBKDF2 iterations must be between 100,000 and 10,000,000"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("PBKDF2 iterations must be between 100,000 and 10,000,000"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = zenvelope(&["demo", "--rsa-bits", "1024"], None);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("2048, 3072 or 4096"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("2048, 3072 or 4096"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = zenvelope(&["demo", "--entries", "9"], None);
     assert!(!out.status.success());
 }
 
-fn vector_envelope_hex() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/envelope/vectors/envelope-v1.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect("vectors")).expect("json");
-    v["cases"][0]["expected"]["envelope"].as_str().expect("hex").to_owned()
+/// The first golden vector's envelope (hex) and message id.
+fn vector_envelope() -> (String, String) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schemas/envelope/vectors/envelope-v1.json"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("vectors")).expect("json");
+    let case = &v["cases"][0];
+    (
+        case["expected"]["envelope"]
+            .as_str()
+            .expect("hex")
+            .to_owned(),
+        case["inputs"]["message_id"]
+            .as_str()
+            .expect("id")
+            .to_owned(),
+    )
 }
 
 #[test]
 fn inspect_shows_the_public_header_of_raw_and_framed_envelopes() {
-    let hex_env = vector_envelope_hex();
+    let (hex_env, message_id) = vector_envelope();
     let out = zenvelope(&["inspect", "--hex"], Some(hex_env.as_bytes()));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json output");
     assert_eq!(view["tenant"], "clinic-a");
     assert_eq!(view["kind"], "REQUEST");
-    assert_eq!(view["message_id"], "019a9b2e-5c40-7d2a-8f31-0c6b2a9e4d17");
+    assert_eq!(view["message_id"], message_id.as_str());
     assert_eq!(view["recipients"][1]["type"], "RSA_OAEP_SHA256");
     assert_eq!(view["signature"]["key_id"], "journal-backend");
     // Confluent framing (magic 0, schema id 1) is accepted too, from a binary file.
@@ -80,18 +138,33 @@ fn inspect_shows_the_public_header_of_raw_and_framed_envelopes() {
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 #[test]
 fn inspect_reports_bad_input_clearly() {
     let out = zenvelope(&["inspect", "--hex"], Some(b"zz"));
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("input is not valid hex"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("input is not valid hex"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = zenvelope(&["inspect", "--hex"], Some(b"0400"));
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not a zenvelope envelope"), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("version 2 is not supported"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a zenvelope envelope"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("version 2 is not supported"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = zenvelope(&["inspect", "/nonexistent/envelope.bin"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("cannot read /nonexistent/envelope.bin"));
