@@ -523,3 +523,47 @@ fn open_with_dek(env: Envelope, dek: Dek) -> Result<Opened, Error> {
         dek,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{FleetPrivateKey, FleetPublicKey};
+
+    fn fields(tenant: &str) -> HeaderFields {
+        HeaderFields {
+            tenant: tenant.into(),
+            subject: "sp1_test".into(),
+            kind: Kind::Request,
+            purpose: Purpose::Treatment,
+            content_type: "text/plain".into(),
+            schema_id: 0,
+        }
+    }
+
+    /// A DEK session ends when it gets older than `max_age_ms`, and never spans a clock
+    /// that went backwards.
+    #[test]
+    fn dek_sessions_expire_by_age() {
+        let fleet = FleetPrivateKey::generate("fleet", 1, 2048).expect("key");
+        let public =
+            FleetPublicKey::from_spki_der("fleet", 1, fleet.public_key().spki_der()).expect("spki");
+        let policy = DekSessionPolicy {
+            max_messages: 100,
+            max_age_ms: 1_000,
+        };
+        let mut sealer = Sealer::new(vec![Arc::new(public)]).with_dek_session(policy);
+        let mut at = |ms: i64| {
+            let id = MessageId::new_v7();
+            sealer
+                .seal_with(&fields("t"), b"x", id, ms, &mut OsRng)
+                .expect("seal")
+                .recipients
+        };
+        let t0 = 1_763_800_000_000;
+        let first = at(t0);
+        assert_eq!(at(t0 + 1_000), first, "still within max_age_ms");
+        let renewed = at(t0 + 1_001);
+        assert_ne!(renewed, first, "older than max_age_ms: new DEK");
+        assert_ne!(at(t0 + 500), renewed, "clock went backwards: new DEK");
+    }
+}

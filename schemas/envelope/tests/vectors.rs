@@ -381,6 +381,27 @@ fn zigzag(v: i64) -> Vec<u8> {
     out
 }
 
+/// The Avro bytes of one recipient, its canonical one-block array, and where that array
+/// starts in `encoded`.
+fn recipient_array(encoded: &[u8], r: &Recipient) -> (Vec<u8>, Vec<u8>, usize) {
+    let mut item = zigzag(r.recipient_type.index() as i64);
+    item.extend(zigzag(r.key_id.len() as i64));
+    item.extend_from_slice(r.key_id.as_bytes());
+    item.extend(zigzag(i64::from(r.key_version)));
+    item.extend(zigzag(r.params.len() as i64));
+    item.extend_from_slice(&r.params);
+    item.extend(zigzag(r.wrapped_key.len() as i64));
+    item.extend_from_slice(&r.wrapped_key);
+    let mut canonical = zigzag(1);
+    canonical.extend_from_slice(&item);
+    canonical.push(0);
+    let at = encoded
+        .windows(canonical.len())
+        .position(|w| w == canonical.as_slice())
+        .expect("array");
+    (item, canonical, at)
+}
+
 fn der_hex(k: &SigningKey) -> String {
     hex::encode(k.to_pkcs8_der().expect("der").as_slice())
 }
@@ -632,22 +653,7 @@ fn regenerate_vectors() {
     raw.push(("version-2", b, "unsupported_version"));
     {
         // The same record with its recipients array as one negative-count block.
-        let r = &record_env.recipients[0];
-        let mut item = zigzag(r.recipient_type.index() as i64);
-        item.extend(zigzag(r.key_id.len() as i64));
-        item.extend_from_slice(r.key_id.as_bytes());
-        item.extend(zigzag(i64::from(r.key_version)));
-        item.extend(zigzag(r.params.len() as i64));
-        item.extend_from_slice(&r.params);
-        item.extend(zigzag(r.wrapped_key.len() as i64));
-        item.extend_from_slice(&r.wrapped_key);
-        let mut canonical = zigzag(1);
-        canonical.extend_from_slice(&item);
-        canonical.push(0);
-        let at = rec
-            .windows(canonical.len())
-            .position(|w| w == canonical.as_slice())
-            .expect("array");
+        let (item, canonical, at) = recipient_array(&rec, &record_env.recipients[0]);
         let mut b = rec[..at].to_vec();
         b.extend(zigzag(-1));
         b.extend(zigzag(item.len() as i64));
@@ -693,22 +699,7 @@ fn regenerate_vectors() {
     }
     {
         // The record's one recipient repeated in a second positive-count block.
-        let r = &record_env.recipients[0];
-        let mut item = zigzag(r.recipient_type.index() as i64);
-        item.extend(zigzag(r.key_id.len() as i64));
-        item.extend_from_slice(r.key_id.as_bytes());
-        item.extend(zigzag(i64::from(r.key_version)));
-        item.extend(zigzag(r.params.len() as i64));
-        item.extend_from_slice(&r.params);
-        item.extend(zigzag(r.wrapped_key.len() as i64));
-        item.extend_from_slice(&r.wrapped_key);
-        let mut canonical = zigzag(1);
-        canonical.extend_from_slice(&item);
-        canonical.push(0);
-        let at = rec
-            .windows(canonical.len())
-            .position(|w| w == canonical.as_slice())
-            .expect("array");
+        let (item, canonical, at) = recipient_array(&rec, &record_env.recipients[0]);
         let mut b = rec[..at].to_vec();
         b.extend(zigzag(1));
         b.extend_from_slice(&item);
