@@ -4,3 +4,5 @@
 //! bridges Kafka and the enclave, and the enclave application that obtains attestation,
 //! releases the fleet keys through KMS, opens requests with
 //! [`zenvelope-envelope`](../zenvelope_envelope/index.html), calls the model and seals the answer.
+
+pub mod transport;
