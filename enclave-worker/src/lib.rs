@@ -5,4 +5,5 @@
 //! releases the fleet keys through KMS, opens requests with
 //! [`zenvelope-envelope`](../zenvelope_envelope/index.html), calls the model and seals the answer.
 
+pub mod kms;
 pub mod transport;
