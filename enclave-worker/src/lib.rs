@@ -6,4 +6,5 @@
 //! [`zenvelope-envelope`](../zenvelope_envelope/index.html), calls the model and seals the answer.
 
 pub mod kms;
+pub mod providers;
 pub mod transport;
