@@ -1,6 +1,66 @@
-//! The only zenvelope crate that knows rdkafka.
+//! The Kafka runtime of zenvelope services, and the only zenvelope crate that knows
+//! rdkafka: no rdkafka type appears in its API.
 //!
-//! Status: skeleton. Issue 3 ("Enclave worker … end to end on a real broker") fills it with
-//! typed configuration, idempotent producer and consumer builders, the at-least-once
-//! processing loop (an offset is stored only after everything produced for it is acked),
-//! DLQ routing with reason codes, telemetry and graceful shutdown.
+//! - [`load_config`]: typed configuration ([`KafkaConfig`], [`ProcessorConfig`],
+//!   [`TelemetryConfig`]) from a TOML file plus `PREFIX__SECTION__FIELD` environment
+//!   overrides.
+//! - [`run`]: the at-least-once loop of a processor. It consumes with
+//!   `enable.auto.offset.store=false`, hands each record to a [`Handler`] (concurrently, up
+//!   to `max_in_flight`, which is also the back-pressure bound), produces what the handler
+//!   returns with an idempotent `acks=all` producer, and stores a partition's offset only
+//!   once every record below it is finished and everything they produced is
+//!   acknowledged. Failures go to the DLQ as Confluent-framed `DeadLetter` records with
+//!   a reason code ([`reason`]), still sealed. On cancellation it drains in-flight
+//!   records, commits and flushes.
+//! - [`Producer`], [`Subscriber`], [`ensure_topics`], [`committed_offsets`]: the pieces
+//!   other services (SDK, CLI, audit sink, tests) need.
+//! - [`install_metrics`]: the Prometheus exporter; the metric names are in [`metric`].
+//!
+//! Nothing here logs, counts or returns record keys, values or header values: only
+//! topics, partitions, offsets, lengths and reason codes.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use zenvelope_runtime::*;
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     async fn handle(&self, msg: Arc<Inbound>) -> Disposition {
+//!         Disposition::Produce(vec![Outbound::new("echo", msg.key.clone(), msg.payload.clone())])
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! #[derive(serde::Deserialize)]
+//! struct Config { kafka: KafkaConfig, processor: ProcessorConfig }
+//! let config: Config = load_config(None, "ZENVELOPE_ECHO")?;
+//! let codec = Arc::new(zenvelope_schemas::SchemaCodec::offline()?);
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let summary = run(&config.kafka, &config.processor, codec, Arc::new(Echo), shutdown).await?;
+//! println!("{} records processed", summary.processed);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+mod admin;
+mod config;
+mod error;
+mod message;
+mod processor;
+mod producer;
+mod subscriber;
+mod telemetry;
+mod tracker;
+
+pub use admin::{committed_offsets, ensure_topics, ensure_topics_replicated};
+pub use config::{
+    DEFAULT_CLIENT_ID, ENV_SEPARATOR, KafkaConfig, PROPERTIES_FIELD, ProcessorConfig,
+    TelemetryConfig, load_config, load_config_from_vars,
+};
+pub use error::{Error, KafkaFailure};
+pub use message::{Disposition, Handler, Inbound, Outbound};
+pub use processor::{MAX_BACKOFF_MS, RunSummary, reason, run};
+pub use producer::Producer;
+pub use subscriber::Subscriber;
+pub use telemetry::{install_metrics, metric};
