@@ -1,10 +1,17 @@
 //! The enclave worker: `enclave-host` and `enclave-app`.
 //!
-//! Status: skeleton. Issue 3 fills it with the host⇄enclave frame protocol, the host that
-//! bridges Kafka and the enclave, and the enclave application that obtains attestation,
-//! releases the fleet keys through KMS, opens requests with
-//! [`zenvelope-envelope`](../zenvelope_envelope/index.html), calls the model and seals the answer.
+//! - [`host`]: the parent-instance side. Consumes `zenvelope.requests` through
+//!   `zenvelope-runtime`, forwards each sealed request to the enclave over the
+//!   [`transport`], produces the sealed result, DLQ record and audit events, and stores the
+//!   offset only after they are acknowledged. Runs the egress proxy ([`egress`]).
+//! - [`app`]: the enclave side. Attests, releases the fleet keys through [`kms`], verifies,
+//!   opens, calls the model through [`providers`] (egress only through the host), seals the
+//!   answer and reports audit events without PHI.
 
+pub mod app;
+pub mod cli;
+pub mod egress;
+pub mod host;
 pub mod kms;
 pub mod providers;
 pub mod transport;

@@ -15,15 +15,29 @@
 //!
 //! [`danger::build_recipient_ciphertext`] produces the same shape; it exists for tests and
 //! for the local KMS emulation, which stands in for KMS where `Recipient` is unavailable.
+//!
+//! [`release_fleet_key`] (module [`client`]) is the whole key release: ephemeral RSA key,
+//! attestation document carrying it, KMS `Decrypt` with `Recipient`, this parser, PKCS#8.
+//! [`danger::danger_release_without_recipient`] is the moto path (plain `Decrypt`).
 
+pub mod client;
 pub mod cms;
 
+pub use client::{
+    CONTEXT_KEY_ID, CONTEXT_KEY_VERSION, CONTEXT_PURPOSE, PURPOSE_FLEET_KEY, PURPOSE_SIGNING_KEY,
+    SealedKey, attested_measurement, release_fleet_key, release_secret, release_signing_key,
+};
 pub use cms::{MAX_CIPHERTEXT_BYTES, MAX_DEPTH, open_recipient_ciphertext};
 
 /// Builders that play the KMS side. Not for production paths: whoever holds the
 /// recipient's public key can build a valid envelope, so these only make sense in tests
 /// and in the local KMS emulation.
+/// The local key-release paths for a KMS emulator without `Recipient` support (they print
+/// a warning) and a client constructor for local endpoints are here too.
 pub mod danger {
+    pub use super::client::danger::{
+        danger_release_secret_without_recipient, danger_release_without_recipient, local_kms_client,
+    };
     pub use super::cms::{Encoding, build_recipient_ciphertext, build_recipient_ciphertext_with};
 }
 
@@ -104,4 +118,37 @@ pub enum KmsError {
     /// Building the envelope failed (random generation or encryption). No cause is kept.
     #[error("The KMS recipient ciphertext could not be built.")]
     BuildFailed,
+    /// The ephemeral RSA key pair for the `Recipient` could not be generated or encoded.
+    #[error("The ephemeral RSA key for the KMS recipient could not be generated.")]
+    KeyGeneration,
+    /// The attestation document could not be obtained or read.
+    #[error("The attestation document for the KMS recipient could not be obtained: {0}")]
+    Attestation(#[from] zenvelope_attestation::Error),
+    /// The KMS call failed (network, credentials, key policy, wrong encryption context).
+    #[error("The KMS Decrypt call failed ({}): {message}.", code.as_deref().unwrap_or("no error code"))]
+    Kms {
+        /// The KMS error code, e.g. `AccessDeniedException`, `InvalidCiphertextException`.
+        code: Option<String>,
+        /// The SDK's description of the failure (no key material: the request and
+        /// response bodies are not part of it).
+        message: String,
+    },
+    /// KMS answered a `Recipient` request without `CiphertextForRecipient`.
+    #[error("KMS answered without a CiphertextForRecipient.")]
+    MissingCiphertextForRecipient,
+    /// KMS answered a `Recipient` request with a plaintext, which it never does: refused.
+    #[error("KMS answered a Recipient request with a plaintext; refusing it.")]
+    UnexpectedPlaintext,
+    /// KMS answered a plain `Decrypt` without a plaintext.
+    #[error("KMS answered the Decrypt request without a plaintext.")]
+    MissingPlaintext,
+    /// The released bytes are not a usable RSA PKCS#8 private key.
+    #[error("The key released by KMS is not a usable RSA PKCS#8 private key.")]
+    InvalidReleasedKey,
+    /// The attestation document carries no PCR0.
+    #[error("The attestation document carries no PCR0 measurement.")]
+    MissingMeasurement,
+    /// A blocking crypto task panicked or was cancelled.
+    #[error("A key-release crypto task failed to complete.")]
+    TaskFailed,
 }
