@@ -13,9 +13,9 @@
 //! HTTP runs over any byte stream: [`http::Connector`] yields a stream for a host and
 //! port, and the client speaks HTTP/1.1 over it with hyper's connection API.
 //! [`http::TcpConnector`] covers plain `http://` base URLs (loopback, tests, a local vLLM).
-//! TLS is not implemented here: in the enclave a connector will open the egress tunnel
-//! and wrap the stream in rustls before handing it over; until then an `https://` base
-//! URL fails with [`ProviderError::UnsupportedScheme`] on the TCP connector.
+//! TLS is not done here: in the enclave, [`crate::egress::EgressConnector`] opens the egress
+//! tunnel and wraps the stream in rustls before handing it over; an `https://` base URL on
+//! the plain TCP connector fails with [`ProviderError::UnsupportedScheme`].
 //!
 //! Robustness: every attempt has a timeout; 429, 500, 502, 503, 504, 529, connection errors,
 //! transport errors and timeouts are retried a bounded number of times with exponential

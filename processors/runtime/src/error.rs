@@ -143,7 +143,7 @@ impl KafkaFailure {
         self.0.rdkafka_error_code().map(|c| format!("{c:?}"))
     }
 
-    /// Whether the failure is transient (see [`is_transient`]).
+    /// Whether the failure is transient (a retry may succeed).
     pub fn is_transient(&self) -> bool {
         is_transient(&self.0)
     }
