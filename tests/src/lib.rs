@@ -5,6 +5,10 @@
 //!   the same database so broker restarts can be tested;
 //! - [`Moto`]: moto's server mode, which speaks the AWS KMS JSON API.
 //!
+//! [`pipeline::Pipeline`] starts the whole enclave worker on them as child processes;
+//! [`inprocess`] runs host and enclave as tasks, with a plaintext baseline, for the
+//! pipeline benchmark (`benches/pipeline.rs`).
+//!
 //! Each service lives in its own temporary directory and is killed when dropped. Nothing
 //! here skips silently: a missing binary is an error that says how to install it
 //! (`scripts/setup` installs both).
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod inprocess;
 pub mod model_server;
 pub mod pipeline;
 
@@ -316,10 +321,13 @@ fn target_dir() -> Result<PathBuf> {
             workspace_root().join(dir)
         });
     }
-    // Test binaries run from <target>/debug/deps/.
+    // Test binaries run from <target>/debug/deps/, bench binaries from <target>/release/deps/.
     let exe = std::env::current_exe()?;
     exe.ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "debug"))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n == "debug" || n == "release")
+        })
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .context("cannot find the cargo target directory from the test binary's path")

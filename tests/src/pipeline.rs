@@ -64,6 +64,8 @@ pub struct Options {
     pub provider_attempt_timeout_ms: u64,
     /// The host's limit on a request record's size (bigger ones go to the DLQ).
     pub host_max_message_bytes: usize,
+    /// The host egress proxy's `max_streams`: model calls at once, through the host.
+    pub egress_max_streams: usize,
     /// `RUST_LOG` of the services.
     pub log_filter: String,
 }
@@ -78,6 +80,7 @@ impl Default for Options {
             provider_attempts: 3,
             provider_attempt_timeout_ms: 2_000,
             host_max_message_bytes: 1024 * 1024,
+            egress_max_streams: zenvelope_enclave::egress::DEFAULT_MAX_STREAMS,
             log_filter: "info,zenvelope_enclave=debug,zenvelope_runtime=debug".to_owned(),
         }
     }
@@ -306,6 +309,7 @@ max_backoff_ms = 1000
 [egress]
 listen = "tcp://127.0.0.1:{egress_port}"
 allow = ["127.0.0.1:{moto_port}", "127.0.0.1:{model_port}"]
+max_streams = {egress_max_streams}
 
 [telemetry]
 metrics_listen = "127.0.0.1:{metrics_port}"
@@ -315,6 +319,7 @@ metrics_listen = "127.0.0.1:{metrics_port}"
             requests = topic::REQUESTS,
             host_in_flight = options.host_max_in_flight,
             host_max_message_bytes = options.host_max_message_bytes,
+            egress_max_streams = options.egress_max_streams,
         );
         std::fs::write(dir.path().join("enclave-app.toml"), app_toml)?;
         std::fs::write(dir.path().join("enclave-host.toml"), host_toml)?;
@@ -394,6 +399,16 @@ metrics_listen = "127.0.0.1:{metrics_port}"
             before + 1,
             Duration::from_secs(60),
         )
+    }
+
+    /// Process id of the running `enclave-app` (for `/proc/<pid>/status`).
+    pub fn app_pid(&self) -> Option<u32> {
+        self.app.as_ref().map(|s| s.child.id())
+    }
+
+    /// Process id of the running `enclave-host`.
+    pub fn host_pid(&self) -> Option<u32> {
+        self.host.as_ref().map(|s| s.child.id())
     }
 
     /// Kills the host with SIGKILL: no drain, no commit.

@@ -49,7 +49,7 @@ pub use processor::{
     ProcessedOutcome, Processor, ProcessorParts, REASON_DUPLICATE, REASON_PROVIDER_FAILED,
     REASON_PROVIDER_UNAVAILABLE, TEXT_PLAIN_UTF8,
 };
-pub use serve::{FrameRelay, HELLO_TIMEOUT, serve, serve_with_relay};
+pub use serve::{FrameRelay, HELLO_TIMEOUT, RequestProcessor, serve, serve_with_relay};
 
 /// Errors of the enclave application's set-up. Request-level problems are not errors:
 /// they become dead letters with a reason code.

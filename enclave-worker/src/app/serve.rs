@@ -8,7 +8,12 @@
 //! egress relay, see [`FrameRelay`]) share the connection. When the connection is lost,
 //! requests in flight still finish (their answers land in the duplicate cache, so the
 //! host's redelivery is cheap) and the enclave waits for the next connection.
+//!
+//! What runs for a `Process` frame is a [`RequestProcessor`]: [`Processor`] in every
+//! service. The trait exists so that benchmarks can measure this serving path around a
+//! stand-in (`zenvelope-tests`' plaintext baseline); no service builds one.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zenvelope_enclave_protocol::{CONNECTION_STREAM_ID, ErrorCode, Frame, Message, Role};
 
-use super::Processor;
 use super::telemetry::{Busy, HostConnection};
+use super::{ProcessedOutcome, Processor};
 use crate::transport::{Connection, Listener};
 
 /// How long the host has to send `Hello` after connecting.
@@ -30,6 +35,29 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames queued for the writer beyond the in-flight bound (pongs, busy replies, relay).
 const WRITER_QUEUE_SLACK: usize = 64;
+
+/// The per-request work [`serve`] runs for each `Process` frame, on its own task.
+///
+/// [`Processor`] (open, call the model, seal) is the implementation every service uses.
+pub trait RequestProcessor: Send + Sync + 'static {
+    /// Processes the request carried by one `Process` frame. Never fails: problems
+    /// become dead letters in the outcome.
+    fn process(
+        &self,
+        request_id: [u8; 16],
+        bytes: &[u8],
+    ) -> impl Future<Output = ProcessedOutcome> + Send;
+}
+
+impl RequestProcessor for Processor {
+    fn process(
+        &self,
+        request_id: [u8; 16],
+        bytes: &[u8],
+    ) -> impl Future<Output = ProcessedOutcome> + Send {
+        Processor::process(self, request_id, bytes)
+    }
+}
 
 /// Where the egress frames of a host connection go (`EgressOpened`, `EgressData`,
 /// `EgressClose` from the host). Implemented by the egress tunnel; [`serve`] uses none
@@ -45,9 +73,9 @@ pub trait FrameRelay: Send + Sync {
 
 /// Serves host connections until `shutdown` is cancelled, then lets requests in flight
 /// finish and write their answers.
-pub async fn serve(
+pub async fn serve<P: RequestProcessor>(
     listener: Listener,
-    processor: Arc<Processor>,
+    processor: Arc<P>,
     shutdown: CancellationToken,
     max_in_flight: usize,
 ) {
@@ -55,9 +83,9 @@ pub async fn serve(
 }
 
 /// [`serve`] with an egress relay that receives the host's egress frames.
-pub async fn serve_with_relay(
+pub async fn serve_with_relay<P: RequestProcessor>(
     listener: Listener,
-    processor: Arc<Processor>,
+    processor: Arc<P>,
     shutdown: CancellationToken,
     max_in_flight: usize,
     relay: Option<Arc<dyn FrameRelay>>,
@@ -129,15 +157,15 @@ pub async fn serve_with_relay(
     tracker.wait().await;
 }
 
-struct Session<'a> {
-    processor: &'a Arc<Processor>,
+struct Session<'a, P> {
+    processor: &'a Arc<P>,
     permits: &'a Arc<Semaphore>,
     tracker: &'a TaskTracker,
     max_in_flight: usize,
     relay: Option<&'a dyn FrameRelay>,
 }
 
-impl Session<'_> {
+impl<P: RequestProcessor> Session<'_, P> {
     /// Reads frames until the connection ends or shutdown; returns the writer task.
     async fn run(
         &self,
