@@ -133,7 +133,6 @@ struct RunStats {
 }
 
 struct Producing {
-    kafka: KafkaConfig,
     codec: SchemaCodec,
     sealer_parts: (Arc<UserKey>, Arc<Keyring<FleetPublicKey>>, Arc<SigningKey>),
     subject: String,
@@ -325,13 +324,8 @@ async fn run_once(
     Ok(stats)
 }
 
-async fn compare(args: &Args) -> Result<()> {
-    let bits = args.rsa_bits;
-    eprintln!(
-        "Pipeline benchmark: {} requests x {} rounds per variant, RSA-{bits}, host/app in flight {}/{}.",
-        args.requests, args.rounds, args.host_in_flight, args.app_in_flight
-    );
-    let tansu = Tansu::start()?;
+/// The Kafka configuration of every client of a run on `tansu`.
+fn kafka_config(tansu: &Tansu) -> KafkaConfig {
     let mut kafka = KafkaConfig::new(tansu.bootstrap_servers());
     // librdkafka's default long poll (500 ms) is not cut short by tansu when records
     // arrive, which quantises every arrival to half a second; every client of the run
@@ -339,6 +333,15 @@ async fn compare(args: &Args) -> Result<()> {
     kafka
         .properties
         .insert(FETCH_WAIT_MAX_MS.to_owned(), "10".to_owned());
+    kafka
+}
+
+async fn compare(args: &Args) -> Result<()> {
+    let bits = args.rsa_bits;
+    eprintln!(
+        "Pipeline benchmark: {} requests x {} rounds per variant, RSA-{bits}, host/app in flight {}/{}.",
+        args.requests, args.rounds, args.host_in_flight, args.app_in_flight
+    );
     let model = ModelServer::start().await?;
     let provider = inprocess::provider(&model.base_url())?;
 
@@ -363,12 +366,10 @@ async fn compare(args: &Args) -> Result<()> {
         fleet.public_key().spki_der(),
     )?)?);
     let producing = Producing {
-        kafka: kafka.clone(),
         codec: SchemaCodec::offline()?,
         sealer_parts: (user, fleet_public, producer_signer),
         subject: MetadataKey::from_bytes([7; 32]).pseudonym(TENANT, USER),
     };
-    let producer = Arc::new(Producer::new(&producing.kafka)?);
     let bounds = Bounds {
         host_max_in_flight: args.host_in_flight,
         app_max_in_flight: args.app_in_flight,
@@ -402,6 +403,11 @@ async fn compare(args: &Args) -> Result<()> {
     for round in 0..args.rounds {
         for encrypted in [false, true] {
             let label = if encrypted { "encrypted" } else { "baseline" };
+            // A fresh broker per run: tansu's sqlite store slows down as a run's records
+            // accumulate, which would penalise whichever variant runs later.
+            let tansu = Tansu::start()?;
+            let kafka = kafka_config(&tansu);
+            let producer = Arc::new(Producer::new(&kafka)?);
             let topics = Topics::unique(label);
             topics.create(&kafka, 4).await?;
             let n = args.requests;
@@ -485,7 +491,6 @@ async fn compare(args: &Args) -> Result<()> {
             s.throughput, s.p50_ms, s.p95_ms, s.p99_ms
         );
     }
-    drop(tansu);
     Ok(())
 }
 
