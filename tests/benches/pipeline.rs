@@ -11,7 +11,7 @@
 //! and the report gives the median of the rounds per variant.
 //!
 //! ```sh
-//! cargo bench -p zenvelope-tests --bench pipeline -- [--requests 2000] [--rounds 2] [--rsa-bits 3072]
+//! cargo bench -p zenvelope-tests --bench pipeline -- [--requests 2000] [--rounds 2] [--rsa-bits 3072] [--rate MSG_PER_S]
 //! ```
 //!
 //! In-flight mode: the real `enclave-host` and `enclave-app` binaries
@@ -62,6 +62,9 @@ struct Args {
     app_in_flight: usize,
     in_flight: Option<Vec<usize>>,
     model_latency_ms: u64,
+    /// Produce the measured requests at this fixed rate (msg/s) instead of all at once:
+    /// below capacity, latency is the pipeline's own, not queueing.
+    rate: Option<f64>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -73,6 +76,7 @@ fn parse_args() -> Result<Args> {
         app_in_flight: 256,
         in_flight: None,
         model_latency_ms: 500,
+        rate: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -84,6 +88,7 @@ fn parse_args() -> Result<Args> {
             "--host-in-flight" => args.host_in_flight = value()?.parse()?,
             "--app-in-flight" => args.app_in_flight = value()?.parse()?,
             "--model-latency-ms" => args.model_latency_ms = value()?.parse()?,
+            "--rate" => args.rate = Some(value()?.parse()?),
             "--in-flight" => {
                 args.in_flight = Some(
                     value()?
@@ -212,13 +217,19 @@ fn spawn_reader(
     Ok((rx, task))
 }
 
-/// Produces every record at once; returns when each send was started, by id.
+/// Produces every record at once, or paced at `rate` msg/s; returns when each send was
+/// started, by id.
 async fn produce_all(
     producer: &Arc<Producer>,
     batch: Vec<Prepared>,
+    rate: Option<f64>,
 ) -> Result<HashMap<String, Instant>> {
     let mut tasks = Vec::with_capacity(batch.len());
-    for prepared in batch {
+    let start = tokio::time::Instant::now();
+    for (i, prepared) in batch.into_iter().enumerate() {
+        if let Some(rate) = rate {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+        }
         let producer = producer.clone();
         tasks.push(tokio::spawn(async move {
             let at = Instant::now();
@@ -280,19 +291,20 @@ async fn run_once(
     producer: &Arc<Producer>,
     warmup: Vec<Prepared>,
     measured: Vec<Prepared>,
+    rate: Option<f64>,
 ) -> Result<RunStats> {
     let pipeline = InProcess::start(variant, kafka, topics, bounds).await?;
     let (mut rx, reader) = spawn_reader(kafka, &topics.results)?;
 
     let warm_ids: HashSet<String> = warmup.iter().map(|p| p.id.clone()).collect();
-    produce_all(producer, warmup).await?;
+    produce_all(producer, warmup, None).await?;
     arrivals(&mut rx, &warm_ids)
         .await
         .with_context(|| format!("{label}: warm-up"))?;
 
     let ids: HashSet<String> = measured.iter().map(|p| p.id.clone()).collect();
     let n = ids.len();
-    let sent = produce_all(producer, measured).await?;
+    let sent = produce_all(producer, measured, rate).await?;
     let arrived = arrivals(&mut rx, &ids)
         .await
         .with_context(|| format!("{label}: measured run"))?;
@@ -438,6 +450,7 @@ async fn compare(args: &Args) -> Result<()> {
                 &producer,
                 warmup,
                 measured,
+                args.rate,
             )
             .await?;
             results.push((label, stats));
