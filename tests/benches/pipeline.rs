@@ -11,7 +11,7 @@
 //! and the report gives the median of the rounds per variant.
 //!
 //! ```sh
-//! cargo bench -p zenvelope-tests --bench pipeline -- [--requests 2000] [--rounds 2] [--rsa-bits 3072] [--rate MSG_PER_S]
+//! cargo bench -p zenvelope-tests --bench pipeline -- [--requests 2000] [--rounds 2] [--rsa-bits 3072] [--rate MSG_PER_S] [--enclave-only]
 //! ```
 //!
 //! In-flight mode: the real `enclave-host` and `enclave-app` binaries
@@ -65,6 +65,8 @@ struct Args {
     /// Produce the measured requests at this fixed rate (msg/s) instead of all at once:
     /// below capacity, latency is the pipeline's own, not queueing.
     rate: Option<f64>,
+    /// Only time the enclave's per-request processing, sequentially, both variants.
+    enclave_only: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -77,6 +79,7 @@ fn parse_args() -> Result<Args> {
         in_flight: None,
         model_latency_ms: 500,
         rate: None,
+        enclave_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -89,6 +92,7 @@ fn parse_args() -> Result<Args> {
             "--app-in-flight" => args.app_in_flight = value()?.parse()?,
             "--model-latency-ms" => args.model_latency_ms = value()?.parse()?,
             "--rate" => args.rate = Some(value()?.parse()?),
+            "--enclave-only" => args.enclave_only = true,
             "--in-flight" => {
                 args.in_flight = Some(
                     value()?
@@ -336,6 +340,61 @@ async fn run_once(
     Ok(stats)
 }
 
+/// Times `Processor::process` (and the plaintext baseline's) one request at a time: the
+/// enclave's own cost per request, model round trip to the local server included, no Kafka.
+async fn enclave_only(
+    args: &Args,
+    producing: &Producing,
+    keys: &EnclaveKeys,
+    provider: Arc<dyn zenvelope_enclave::providers::ModelProvider>,
+    audit_sizes: Vec<usize>,
+) -> Result<()> {
+    use zenvelope_enclave::app::RequestProcessor;
+    let n = args.requests;
+    let sealed = producing.sealed("enclave-only", 0..n)?;
+    let plain = producing.plain("enclave-only", 0..n);
+    let processor = inprocess::real_processor(keys, provider.clone(), 1)?;
+    let baseline = PlaintextBaseline::new(provider, audit_sizes)?;
+    let mut report = Vec::new();
+    for (label, batch) in [("baseline", &plain), ("encrypted", &sealed)] {
+        let mut times = Vec::with_capacity(n);
+        for prepared in batch {
+            let request_id = *uuid::Uuid::parse_str(&prepared.id)?.as_bytes();
+            let start = Instant::now();
+            let outcome = if label == "encrypted" {
+                processor.process(request_id, &prepared.record.payload).await
+            } else {
+                baseline.process(request_id, &prepared.record.payload).await
+            };
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            ensure!(
+                outcome.result_envelope().is_some(),
+                "{label}: no result ({:?})",
+                outcome.reason_code()
+            );
+        }
+        times.sort_by(f64::total_cmp);
+        report.push(format!(
+            "| {label} | {:.2} ms | {:.2} ms | {:.2} ms |",
+            percentile(&times, 50.0),
+            percentile(&times, 95.0),
+            percentile(&times, 99.0)
+        ));
+    }
+    println!();
+    println!(
+        "Enclave processing, {n} requests one at a time, RSA-{}:",
+        args.rsa_bits
+    );
+    println!();
+    println!("| variant | p50 | p95 | p99 |");
+    println!("|---|---|---|---|");
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 /// The Kafka configuration of every client of a run on `tansu`.
 fn kafka_config(tansu: &Tansu) -> KafkaConfig {
     let mut kafka = KafkaConfig::new(tansu.bootstrap_servers());
@@ -410,6 +469,10 @@ async fn compare(args: &Args) -> Result<()> {
         processed.result_envelope().map_or(0, <[u8]>::len),
         audit_sizes
     );
+
+    if args.enclave_only {
+        return enclave_only(args, &producing, &keys, provider, audit_sizes).await;
+    }
 
     let mut results: Vec<(&str, RunStats)> = Vec::new();
     for round in 0..args.rounds {
