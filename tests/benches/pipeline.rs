@@ -362,7 +362,9 @@ async fn enclave_only(
             let request_id = *uuid::Uuid::parse_str(&prepared.id)?.as_bytes();
             let start = Instant::now();
             let outcome = if label == "encrypted" {
-                processor.process(request_id, &prepared.record.payload).await
+                processor
+                    .process(request_id, &prepared.record.payload)
+                    .await
             } else {
                 baseline.process(request_id, &prepared.record.payload).await
             };
