@@ -49,7 +49,7 @@ fn offline_analyser(text: &str) -> String {
     let sentences = text.matches(['.', '!', '?']).count().max(1);
     format!(
         "[offline analyser, NOT a model] {words} words in {sentences} sentences. \
-         Configure a model provider (issue 3) for a real analysis."
+         The enclave worker calls a configured model provider for a real analysis."
     )
 }
 
@@ -204,13 +204,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         println!();
     }
     println!(
-        "Not in this demo yet: the Kafka broker between the stages and the enclave worker with"
+        "This demo runs every stage in one process. The same envelopes through Kafka and the"
     );
     println!(
-        "attestation and KMS key release (issue 3), the producer SDK and `zenvelope up` (issue 4),"
+        "enclave worker (attestation, KMS key release, model call) run in the end-to-end tests,"
     );
     println!(
-        "and the audit sink (issue 5). What ran above is the real envelope code they will use."
+        "see docs/enclave-worker.md; `zenvelope up` (issue 4) will start that pipeline from here."
     );
     Ok(())
 }
