@@ -203,9 +203,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         );
         println!();
     }
-    println!(
-        "This demo runs every stage in one process. The same envelopes through Kafka and the"
-    );
+    println!("This demo runs every stage in one process. The same envelopes through Kafka and the");
     println!(
         "enclave worker (attestation, KMS key release, model call) run in the end-to-end tests,"
     );
