@@ -15,3 +15,9 @@ pub mod host;
 pub mod kms;
 pub mod providers;
 pub mod transport;
+
+/// Locks a std mutex, taking over a poisoned one: every critical section in this crate
+/// leaves its data consistent, so a panic elsewhere does not make it unusable.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

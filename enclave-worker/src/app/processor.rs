@@ -1,7 +1,7 @@
 //! [`Processor`]: one sealed request in, one `Processed` frame's worth of data out.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use zenvelope_enclave_protocol::{Message, Opaque, Outcome};
@@ -24,6 +24,7 @@ use super::config::{AppConfig, FreshnessConfig, ModelConfig};
 use super::dek_cache::{CachingUnwrapper, DekCacheStats};
 use super::rejection::Rejection;
 use super::telemetry::{ModelCalled, RequestHandled, RequestRejected};
+use crate::lock;
 use crate::providers::{ModelProvider, ModelRequest, ModelResponse, ProviderError};
 
 /// Media type of a plain-text request plaintext (UTF-8, used as the model input with no
@@ -675,11 +676,6 @@ fn error_text(reason: &str) -> String {
     format!(
         "The model provider could not answer this request ({reason}). No model output was produced."
     )
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its map consistent, so a poisoned lock is usable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Membership in the per-request-id gate map; leaves it on drop (also when the request

@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use zenvelope_enclave_protocol::{CONNECTION_STREAM_ID, Frame, Message, Opaque, Role};
 
+use crate::lock;
 use crate::transport::{self, TransportAddr};
 
 /// What the enclave answered for one request.
@@ -140,10 +141,6 @@ impl EnclaveClient {
         *guard = Some(link.clone());
         Ok(link)
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn spawn_link(conn: transport::Connection) -> Link {

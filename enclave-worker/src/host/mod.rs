@@ -200,29 +200,18 @@ impl RequestHandler {
 /// Attempts to reach the enclave that failed (connection refused, timeout, lost).
 pub const METRIC_ENCLAVE_RETRIES: &str = "zenvelope_host_enclave_retries_total";
 
-fn dead_letter(reason_code: &str, detail: impl Into<String>) -> Disposition {
-    Disposition::DeadLetter {
-        reason_code: reason_code.to_owned(),
-        detail: detail.into(),
-        also: Vec::new(),
-    }
-}
-
 impl Handler for RequestHandler {
     async fn handle(&self, msg: Arc<Inbound>) -> Disposition {
         // Only the public header is read here: routing needs the message id and kind.
         let envelope = match self.codec.decode_envelope(&msg.payload, &self.limits).await {
             Ok(envelope) => envelope,
             Err(error) if error.is_retriable() => {
-                return Disposition::Retry {
-                    reason_code: error.reason_code().to_owned(),
-                    detail: error.to_string(),
-                };
+                return Disposition::retry(error.reason_code(), error.to_string());
             }
-            Err(error) => return dead_letter(error.reason_code(), error.to_string()),
+            Err(error) => return Disposition::dead_letter(error.reason_code(), error.to_string()),
         };
         if envelope.header.kind != Kind::Request {
-            return dead_letter(
+            return Disposition::dead_letter(
                 "wrong_kind",
                 format!(
                     "The envelope on the request topic is of kind {}, not REQUEST.",
