@@ -46,7 +46,7 @@ fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
         let fleet = FleetPrivateKey::generate("fleet", 1, BITS).expect("fleet key");
-        let enclave_signer = SigningKey::generate("fleet-signing", 1, BITS).expect("signer");
+        let enclave_signer = SigningKey::generate_ecdsa_p256("fleet-signing", 1).expect("signer");
         Keys {
             fleet_pk8: fleet.to_pkcs8_der().expect("pkcs8").to_vec(),
             producer: Arc::new(SigningKey::generate("backend", 1, BITS).expect("producer")),

@@ -11,7 +11,8 @@
 //! and the report gives the median of the rounds per variant.
 //!
 //! ```sh
-//! cargo bench -p zenvelope-tests --bench pipeline -- [--requests 2000] [--rounds 2] [--rsa-bits 3072] [--rate MSG_PER_S] [--enclave-only]
+//! cargo bench -p zenvelope-tests --bench pipeline -- [--requests 2000] [--rounds 2] [--rsa-bits 3072]
+//!     [--result-signature ecdsa|rsa] [--dek-session-messages 1] [--rate MSG_PER_S] [--enclave-only]
 //! ```
 //!
 //! In-flight mode: the real `enclave-host` and `enclave-app` binaries
@@ -31,8 +32,8 @@ use anyhow::{Context, Result, bail, ensure};
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 use zenvelope_envelope::{
-    FleetPrivateKey, FleetPublicKey, HeaderFields, Keyring, Kind, MetadataKey, Passphrase, Purpose,
-    Sealer, SigningKey, UserKey,
+    DekSessionPolicy, FleetPrivateKey, FleetPublicKey, HeaderFields, Keyring, Kind, MetadataKey,
+    Passphrase, Purpose, Sealer, SigningKey, UserKey,
 };
 use zenvelope_runtime::{KafkaConfig, Outbound, Producer, Subscriber};
 use zenvelope_schemas::names::{header, topic};
@@ -67,6 +68,30 @@ struct Args {
     rate: Option<f64>,
     /// Only time the enclave's per-request processing, sequentially, both variants.
     enclave_only: bool,
+    /// The fleet's result-signing algorithm: ECDSA P-256 (the default) or RSA-PSS at
+    /// `rsa_bits`.
+    result_rsa: bool,
+    /// Messages the producer seals under one DEK (1: a fresh DEK per message).
+    dek_session_messages: u32,
+}
+
+impl Args {
+    /// The crypto configuration, for the report.
+    fn crypto(&self) -> String {
+        format!(
+            "RSA-{} fleet and producer keys, results signed with {}, {}",
+            self.rsa_bits,
+            if self.result_rsa {
+                format!("RSA-PSS-{}", self.rsa_bits)
+            } else {
+                "ECDSA P-256".to_owned()
+            },
+            match self.dek_session_messages {
+                1 => "a fresh DEK per request".to_owned(),
+                n => format!("DEK sessions of {n} requests"),
+            }
+        )
+    }
 }
 
 fn parse_args() -> Result<Args> {
@@ -80,6 +105,8 @@ fn parse_args() -> Result<Args> {
         model_latency_ms: 500,
         rate: None,
         enclave_only: false,
+        result_rsa: false,
+        dek_session_messages: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -93,6 +120,20 @@ fn parse_args() -> Result<Args> {
             "--model-latency-ms" => args.model_latency_ms = value()?.parse()?,
             "--rate" => args.rate = Some(value()?.parse()?),
             "--enclave-only" => args.enclave_only = true,
+            "--result-signature" => {
+                args.result_rsa = match value()?.as_str() {
+                    "ecdsa" => false,
+                    "rsa" => true,
+                    other => bail!("--result-signature is ecdsa or rsa, not {other:?}"),
+                }
+            }
+            "--dek-session-messages" => {
+                args.dek_session_messages = value()?.parse()?;
+                ensure!(
+                    args.dek_session_messages >= 1,
+                    "--dek-session-messages is at least 1"
+                );
+            }
             "--in-flight" => {
                 args.in_flight = Some(
                     value()?
@@ -143,6 +184,7 @@ struct RunStats {
 
 struct Producing {
     codec: SchemaCodec,
+    dek_session: DekSessionPolicy,
     sealer_parts: (Arc<UserKey>, Arc<Keyring<FleetPublicKey>>, Arc<SigningKey>),
     subject: String,
 }
@@ -150,7 +192,9 @@ struct Producing {
 impl Producing {
     fn sealed(&self, topic: &str, range: std::ops::Range<usize>) -> Result<Vec<Prepared>> {
         let (user, fleet, signer) = &self.sealer_parts;
-        let mut sealer = Sealer::new(vec![user.clone(), fleet.clone()]).with_signer(signer.clone());
+        let mut sealer = Sealer::new(vec![user.clone(), fleet.clone()])
+            .with_signer(signer.clone())
+            .with_dek_session(self.dek_session);
         let fields = HeaderFields {
             tenant: TENANT.into(),
             subject: self.subject.clone(),
@@ -385,8 +429,8 @@ async fn enclave_only(
     }
     println!();
     println!(
-        "Enclave processing, {n} requests one at a time, RSA-{}:",
-        args.rsa_bits
+        "Enclave processing, {n} requests one at a time, {}:",
+        args.crypto()
     );
     println!();
     println!("| variant | p50 | p95 | p99 |");
@@ -412,14 +456,22 @@ fn kafka_config(tansu: &Tansu) -> KafkaConfig {
 async fn compare(args: &Args) -> Result<()> {
     let bits = args.rsa_bits;
     eprintln!(
-        "Pipeline benchmark: {} requests x {} rounds per variant, RSA-{bits}, host/app in flight {}/{}.",
-        args.requests, args.rounds, args.host_in_flight, args.app_in_flight
+        "Pipeline benchmark: {} requests x {} rounds per variant, {}, host/app in flight {}/{}.",
+        args.requests,
+        args.rounds,
+        args.crypto(),
+        args.host_in_flight,
+        args.app_in_flight
     );
     let model = ModelServer::start().await?;
     let provider = inprocess::provider(&model.base_url())?;
 
     let fleet = FleetPrivateKey::generate("fleet", 1, bits)?;
-    let result_signer = SigningKey::generate("fleet-results", 1, bits)?;
+    let result_signer = if args.result_rsa {
+        SigningKey::generate("fleet-results", 1, bits)?
+    } else {
+        SigningKey::generate_ecdsa_p256("fleet-results", 1)?
+    };
     let producer_signer = Arc::new(SigningKey::generate(PRODUCER_KEY_ID, 1, bits)?);
     let keys = EnclaveKeys {
         fleet_pkcs8: fleet.to_pkcs8_der()?.to_vec(),
@@ -440,6 +492,15 @@ async fn compare(args: &Args) -> Result<()> {
     )?)?);
     let producing = Producing {
         codec: SchemaCodec::offline()?,
+        dek_session: DekSessionPolicy {
+            max_messages: args.dek_session_messages,
+            // Long enough that only the message bound ends a session in a run.
+            max_age_ms: if args.dek_session_messages > 1 {
+                600_000
+            } else {
+                0
+            },
+        },
         sealer_parts: (user, fleet_public, producer_signer),
         subject: MetadataKey::from_bytes([7; 32]).pseudonym(TENANT, USER),
     };
@@ -542,8 +603,12 @@ async fn compare(args: &Args) -> Result<()> {
     };
     println!();
     println!(
-        "Medians of {} rounds, {} requests each, RSA-{bits}, host/app in flight {}/{}:",
-        args.rounds, args.requests, args.host_in_flight, args.app_in_flight
+        "Medians of {} rounds, {} requests each, {}, host/app in flight {}/{}:",
+        args.rounds,
+        args.requests,
+        args.crypto(),
+        args.host_in_flight,
+        args.app_in_flight
     );
     println!();
     println!("| variant | throughput | p50 | p95 | p99 |");

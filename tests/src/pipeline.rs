@@ -163,7 +163,7 @@ impl Pipeline {
 
         // Keys: the fleet's (sealed under a moto KMS key) and the producer side's.
         let fleet = FleetPrivateKey::generate("fleet", 1, RSA_BITS)?;
-        let result_signer = SigningKey::generate("fleet-results", 1, RSA_BITS)?;
+        let result_signer = SigningKey::generate_ecdsa_p256("fleet-results", 1)?;
         let producer_signer = Arc::new(SigningKey::generate(PRODUCER_KEY_ID, 1, RSA_BITS)?);
         let kms_client = kms::danger::local_kms_client(&moto.endpoint_url(), "us-east-1");
         let kms_key = kms_client

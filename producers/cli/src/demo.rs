@@ -68,10 +68,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         fleet.public_key().spki_der(),
     )?)?);
     let producer = Arc::new(SigningKey::generate("journal-backend", 1, args.rsa_bits)?);
-    let enclave_signer = SigningKey::generate("fleet-signing", 1, args.rsa_bits)?;
+    let enclave_signer = SigningKey::generate_ecdsa_p256("fleet-signing", 1)?;
     let fleet_keys = Keyring::new().with(fleet)?;
     println!(
-        "setup      dev keys: fleet encryption v1, producer signing, fleet result signing ({} bits, {} ms)",
+        "setup      dev keys: fleet encryption v1 and producer signing (RSA-{}), fleet result signing (ECDSA P-256), {} ms",
         args.rsa_bits,
         t.elapsed().as_millis()
     );

@@ -529,15 +529,20 @@ fn bench_rsa(c: &mut Criterion, fx: &Fixture) {
         });
     }
 
+    // Signatures: RSA-PSS-3072 (producers) and ECDSA P-256 (the fleet's results).
     let msg = plaintext(1024);
-    g.bench_function(BenchmarkId::new("sign", 3072), |b| {
-        b.iter(|| must(fx.signer.sign(black_box(&msg)), "sign"));
-    });
-    let verifying = must(fx.signer.verifying_key(), "verifying key");
-    let signature = must(fx.signer.sign(&msg), "sign");
-    g.bench_function(BenchmarkId::new("verify", 3072), |b| {
-        b.iter(|| assert!(verifying.verify(black_box(&msg), black_box(&signature))));
-    });
+    let ecdsa = must(SigningKey::generate_ecdsa_p256("ecdsa", 1), "ecdsa key");
+    for (name, signer) in [("pss-3072", &*fx.signer), ("ecdsa-p256", &ecdsa)] {
+        g.bench_function(BenchmarkId::new("sign", name), |b| {
+            b.iter(|| must(signer.sign(black_box(&msg)), "sign"));
+        });
+        let verifying = must(signer.verifying_key(), "verifying key");
+        let signature = must(signer.sign(&msg), "sign");
+        let alg = signer.algorithm();
+        g.bench_function(BenchmarkId::new("verify", name), |b| {
+            b.iter(|| assert!(verifying.verify(alg, black_box(&msg), black_box(&signature))));
+        });
+    }
 
     // The rejected alternative: the `rsa` crate's OAEP-SHA256 with the same key. It reads
     // ciphertexts made by aws-lc-rs, which checks the key import.

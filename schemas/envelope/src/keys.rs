@@ -11,7 +11,9 @@ use aws_lc_rs::rsa::{
     KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
     PrivateDecryptingKey, PublicEncryptingKey,
 };
-use aws_lc_rs::signature::{self as sig, KeyPair as _, RsaKeyPair, UnparsedPublicKey};
+use aws_lc_rs::signature::{
+    self as sig, EcdsaKeyPair, KeyPair as _, RsaKeyPair, UnparsedPublicKey,
+};
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -20,7 +22,7 @@ use crate::aad::wrap_aad;
 use crate::aead::{IV_LEN, open_blob, seal_blob};
 use crate::error::Error;
 use crate::kdf::{self, DEFAULT_PBKDF2_ITERATIONS};
-use crate::model::{Recipient, RecipientType};
+use crate::model::{Recipient, RecipientType, SignatureAlgorithm};
 use crate::secret::{Dek, Kek, Passphrase};
 
 /// RSA modulus sizes accepted for fleet and signing keys, in bits.
@@ -572,18 +574,34 @@ impl DekUnwrapper for Keyring<FleetPrivateKey> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Signatures (RSA-PSS-SHA256)
+// Signatures (RSA-PSS-SHA256 and ECDSA P-256 SHA-256)
 
-/// An RSA-PSS-SHA256 signing key (a producer service's, or the fleet's result key).
+/// The DER SubjectPublicKeyInfo of a public key.
+fn spki_of<'a, P: AsDer<PublicKeyX509Der<'a>>>(public: &P) -> Result<Vec<u8>, Error> {
+    public
+        .as_der()
+        .map(|d| d.as_ref().to_vec())
+        .map_err(|_| Error::InvalidKey("cannot encode public key"))
+}
+
+/// The private half of a signing key, by algorithm.
+enum SigningKeyPair {
+    Rsa(RsaKeyPair),
+    EcdsaP256(EcdsaKeyPair),
+}
+
+/// A signing key: RSA-PSS-SHA256 (producer services, by default) or ECDSA P-256 SHA-256
+/// (the fleet's result key, by default: its signatures cost about 1/90 of an RSA-3072
+/// signature, see docs/crypto-choices.md). The algorithm follows from the key.
 pub struct SigningKey {
     key_id: String,
     key_version: i32,
-    key: RsaKeyPair,
+    key: SigningKeyPair,
     spki_der: Vec<u8>,
 }
 
 impl SigningKey {
-    /// Generates a new signing key of `bits` (2048, 3072 or 4096).
+    /// Generates a new RSA-PSS-SHA256 signing key of `bits` (2048, 3072 or 4096).
     pub fn generate(
         key_id: impl Into<String>,
         key_version: i32,
@@ -591,37 +609,72 @@ impl SigningKey {
     ) -> Result<Self, Error> {
         let key = RsaKeyPair::generate(key_size(bits)?)
             .map_err(|_| Error::InvalidKey("RSA key generation failed"))?;
-        Self::from_key(key_id.into(), key_version, key)
+        Self::from_rsa(key_id.into(), key_version, key)
     }
 
-    /// Parses a PKCS#8 DER private key.
+    /// Generates a new ECDSA P-256 SHA-256 signing key.
+    pub fn generate_ecdsa_p256(key_id: impl Into<String>, key_version: i32) -> Result<Self, Error> {
+        let key = EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| Error::InvalidKey("ECDSA key generation failed"))?;
+        Self::from_ecdsa(key_id.into(), key_version, key)
+    }
+
+    /// Parses a PKCS#8 DER private key: RSA (2048, 3072 or 4096 bits) for RSA-PSS-SHA256,
+    /// or EC on the P-256 curve for ECDSA P-256 SHA-256.
     pub fn from_pkcs8_der(
         key_id: impl Into<String>,
         key_version: i32,
         der: &[u8],
     ) -> Result<Self, Error> {
-        let key = RsaKeyPair::from_pkcs8(der)
-            .map_err(|_| Error::InvalidKey("not an RSA PKCS#8 private key"))?;
-        Self::from_key(key_id.into(), key_version, key)
+        let key_id = key_id.into();
+        if let Ok(key) = RsaKeyPair::from_pkcs8(der) {
+            return Self::from_rsa(key_id, key_version, key);
+        }
+        let key = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+            .map_err(|_| Error::InvalidKey("not an RSA or P-256 EC PKCS#8 private key"))?;
+        Self::from_ecdsa(key_id, key_version, key)
     }
 
-    fn from_key(key_id: String, key_version: i32, key: RsaKeyPair) -> Result<Self, Error> {
+    fn from_rsa(key_id: String, key_version: i32, key: RsaKeyPair) -> Result<Self, Error> {
         check_bits(key.public_modulus_len() * 8)?;
-        let spki = AsDer::<PublicKeyX509Der<'_>>::as_der(key.public_key())
-            .map_err(|_| Error::InvalidKey("cannot encode public key"))?;
+        let spki = spki_of(key.public_key())?;
         Ok(Self {
             key_id,
             key_version,
-            spki_der: spki.as_ref().to_vec(),
-            key,
+            spki_der: spki,
+            key: SigningKeyPair::Rsa(key),
         })
+    }
+
+    fn from_ecdsa(key_id: String, key_version: i32, key: EcdsaKeyPair) -> Result<Self, Error> {
+        let spki = spki_of(key.public_key())?;
+        Ok(Self {
+            key_id,
+            key_version,
+            spki_der: spki,
+            key: SigningKeyPair::EcdsaP256(key),
+        })
+    }
+
+    /// The algorithm this key signs with.
+    pub fn algorithm(&self) -> SignatureAlgorithm {
+        match self.key {
+            SigningKeyPair::Rsa(_) => SignatureAlgorithm::RsaPssSha256,
+            SigningKeyPair::EcdsaP256(_) => SignatureAlgorithm::EcdsaP256Sha256,
+        }
     }
 
     /// The PKCS#8 DER encoding. Secret.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let der = AsDer::<Pkcs8V1Der<'_>>::as_der(&self.key)
-            .map_err(|_| Error::InvalidKey("cannot encode private key"))?;
-        Ok(Zeroizing::new(der.as_ref().to_vec()))
+        let der = match &self.key {
+            SigningKeyPair::Rsa(key) => {
+                AsDer::<Pkcs8V1Der<'_>>::as_der(key).map(|d| Zeroizing::new(d.as_ref().to_vec()))
+            }
+            SigningKeyPair::EcdsaP256(key) => key
+                .to_pkcs8v1()
+                .map(|d| Zeroizing::new(d.as_ref().to_vec())),
+        };
+        der.map_err(|_| Error::InvalidKey("cannot encode private key"))
     }
 
     /// The matching verifying key.
@@ -634,18 +687,22 @@ impl SigningKey {
         &self.spki_der
     }
 
-    /// Signs `msg` with RSA-PSS-SHA256 (MGF1-SHA256, 32-byte random salt).
+    /// Signs `msg`: RSA-PSS-SHA256 (MGF1-SHA256, 32-byte random salt), or ECDSA P-256
+    /// SHA-256 with the signature as `r || s`, 32 bytes each (IEEE P1363, as WebCrypto).
     pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut out = vec![0u8; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                &sig::RSA_PSS_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                msg,
-                &mut out,
-            )
-            .map_err(|_| Error::SigningFailed)?;
-        Ok(out)
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match &self.key {
+            SigningKeyPair::Rsa(key) => {
+                let mut out = vec![0u8; key.public_modulus_len()];
+                key.sign(&sig::RSA_PSS_SHA256, &rng, msg, &mut out)
+                    .map_err(|_| Error::SigningFailed)?;
+                Ok(out)
+            }
+            SigningKeyPair::EcdsaP256(key) => key
+                .sign(&rng, msg)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| Error::SigningFailed),
+        }
     }
 }
 
@@ -663,37 +720,62 @@ impl fmt::Debug for SigningKey {
         f.debug_struct("SigningKey")
             .field("key_id", &self.key_id)
             .field("key_version", &self.key_version)
+            .field("algorithm", &self.algorithm().symbol())
             .finish_non_exhaustive()
     }
 }
 
-/// A trusted RSA-PSS-SHA256 public key.
+/// A trusted public key: RSA (2048 to 4096 bits) for RSA-PSS-SHA256, or EC P-256 for
+/// ECDSA P-256 SHA-256.
 pub struct VerifyingKey {
     key_id: String,
     key_version: i32,
+    algorithm: SignatureAlgorithm,
     spki_der: Vec<u8>,
 }
 
 impl VerifyingKey {
-    /// Parses a DER SubjectPublicKeyInfo holding an RSA key of an accepted size.
+    /// Parses a DER SubjectPublicKeyInfo holding an RSA key of an accepted size or an EC
+    /// key on the P-256 curve.
     pub fn from_spki_der(
         key_id: impl Into<String>,
         key_version: i32,
         der: &[u8],
     ) -> Result<Self, Error> {
-        let pk = PublicEncryptingKey::from_der(der)
-            .map_err(|_| Error::InvalidKey("not an RSA SubjectPublicKeyInfo"))?;
-        check_bits(pk.key_size_bits())?;
+        let algorithm = if let Ok(pk) = PublicEncryptingKey::from_der(der) {
+            check_bits(pk.key_size_bits())?;
+            SignatureAlgorithm::RsaPssSha256
+        } else if sig::ParsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, der).is_ok() {
+            SignatureAlgorithm::EcdsaP256Sha256
+        } else {
+            return Err(Error::InvalidKey(
+                "not an RSA or P-256 EC SubjectPublicKeyInfo",
+            ));
+        };
         Ok(Self {
             key_id: key_id.into(),
             key_version,
+            algorithm,
             spki_der: der.to_vec(),
         })
     }
 
-    /// Whether `signature` is a valid RSA-PSS-SHA256 signature of `msg` under this key.
-    pub fn verify(&self, msg: &[u8], signature: &[u8]) -> bool {
-        UnparsedPublicKey::new(&sig::RSA_PSS_2048_8192_SHA256, &self.spki_der)
+    /// The algorithm this key verifies.
+    pub fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    /// Whether `signature` is a valid signature of `msg` under this key with `algorithm`.
+    /// A signature claiming another algorithm than the key's never verifies.
+    pub fn verify(&self, algorithm: SignatureAlgorithm, msg: &[u8], signature: &[u8]) -> bool {
+        if algorithm != self.algorithm {
+            return false;
+        }
+        let alg: &'static dyn sig::VerificationAlgorithm = match algorithm {
+            SignatureAlgorithm::RsaPssSha256 => &sig::RSA_PSS_2048_8192_SHA256,
+            SignatureAlgorithm::EcdsaP256Sha256 => &sig::ECDSA_P256_SHA256_FIXED,
+        };
+        UnparsedPublicKey::new(alg, &self.spki_der)
             .verify(msg, signature)
             .is_ok()
     }
@@ -718,6 +800,7 @@ impl fmt::Debug for VerifyingKey {
         f.debug_struct("VerifyingKey")
             .field("key_id", &self.key_id)
             .field("key_version", &self.key_version)
+            .field("algorithm", &self.algorithm.symbol())
             .field("fingerprint", &spki_fingerprint(&self.spki_der))
             .finish()
     }

@@ -164,6 +164,8 @@ symbol_enum! {
     SignatureAlgorithm {
         /// RSASSA-PSS, SHA-256, MGF1-SHA-256, 32-byte salt.
         RsaPssSha256 = "RSA_PSS_SHA256",
+        /// ECDSA on P-256 with SHA-256; the value is `r || s`, 32 bytes each (IEEE P1363).
+        EcdsaP256Sha256 = "ECDSA_P256_SHA256",
     }
 }
 

@@ -15,7 +15,6 @@ use crate::keys::{
 };
 use crate::model::{
     Envelope, FORMAT_VERSION, Header, Kind, MessageId, Purpose, Recipient, Signature,
-    SignatureAlgorithm,
 };
 use crate::secret::{Dek, Plaintext};
 
@@ -248,7 +247,7 @@ pub(crate) fn seal_core(
     let signature = match signer {
         None => None,
         Some(s) => {
-            let alg = SignatureAlgorithm::RsaPssSha256;
+            let alg = s.algorithm();
             let msg = signature_input(
                 &header,
                 &recipients,
@@ -462,7 +461,7 @@ impl Opener {
                 key_version: sig.key_version,
             })?;
         let msg = signature_input_for(&env.header, &env.recipients, &env.payload, sig);
-        if !key.verify(&msg, &sig.value) {
+        if !key.verify(sig.algorithm, &msg, &sig.value) {
             return Err(Error::BadSignature);
         }
         Ok(Some((sig.key_id.clone(), sig.key_version)))

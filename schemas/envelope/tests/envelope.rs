@@ -38,7 +38,9 @@ fn fx() -> &'static Fixture {
             producer: Arc::new(
                 SigningKey::generate("journal-backend", 1, 2048).expect("signing key"),
             ),
-            enclave_signer: SigningKey::generate("fleet-signing", 1, 2048).expect("signing key"),
+            // Results are signed with ECDSA P-256, the fleet's default result algorithm.
+            enclave_signer: SigningKey::generate_ecdsa_p256("fleet-signing", 1)
+                .expect("signing key"),
         }
     })
 }
@@ -235,6 +237,47 @@ fn results_open_with_the_users_key_or_the_request_dek() {
             mine.dek().expose_secret()
         );
     }
+}
+
+/// The result signature is ECDSA P-256 in the P1363 encoding; the algorithm is part of the
+/// signed input and must match the key, so relabelling it never verifies.
+#[test]
+fn ecdsa_result_signatures_bind_algorithm_and_key() {
+    let request = enclave_opener()
+        .open(canary_request(), &fx().fleet_private)
+        .expect("open");
+    let result = answer(&request, Kind::Result, "fine");
+    let sig = result.signature.clone().expect("signed");
+    assert_eq!(sig.algorithm, SignatureAlgorithm::EcdsaP256Sha256);
+    assert_eq!(sig.value.len(), 64, "r || s, 32 bytes each");
+    let trusted = Keyring::new()
+        .with(fx().enclave_signer.verifying_key().expect("vk"))
+        .expect("ring");
+    let reader = Opener::new(trusted);
+    assert_eq!(
+        reader.verify(&result).expect("verifies"),
+        Some(("fleet-signing".to_owned(), 1))
+    );
+    let mut relabelled = result.clone();
+    relabelled.signature.as_mut().expect("sig").algorithm = SignatureAlgorithm::RsaPssSha256;
+    assert_eq!(reader.verify(&relabelled).err(), Some(Error::BadSignature));
+    let mut flipped = result.clone();
+    flipped.signature.as_mut().expect("sig").value[10] ^= 1;
+    assert_eq!(reader.verify(&flipped).err(), Some(Error::BadSignature));
+    // An RSA key under the same id and version does not verify it either.
+    let rsa = SigningKey::generate("fleet-signing", 1, 2048).expect("rsa");
+    let impostor = Opener::new(
+        Keyring::new()
+            .with(rsa.verifying_key().expect("vk"))
+            .expect("ring"),
+    );
+    assert_eq!(impostor.verify(&result).err(), Some(Error::BadSignature));
+    // PKCS#8 round trip keeps the key and its algorithm.
+    let der = fx().enclave_signer.to_pkcs8_der().expect("der");
+    let again = SigningKey::from_pkcs8_der("fleet-signing", 1, &der).expect("parse");
+    assert_eq!(again.algorithm(), SignatureAlgorithm::EcdsaP256Sha256);
+    assert_eq!(again.spki_der(), fx().enclave_signer.spki_der());
+    assert!(format!("{again:?}").contains("ECDSA_P256_SHA256"));
 }
 
 #[test]
@@ -743,7 +786,7 @@ fn pss_signatures_with_another_salt_length_are_rejected() {
         let sk = rsa::pss::SigningKey::<sha2::Sha256>::new_with_salt_len(private.clone(), salt_len);
         let sig = sk.sign_with_rng(&mut rand_core::OsRng, b"message").to_vec();
         assert_eq!(
-            vk.verify(b"message", &sig),
+            vk.verify(SignatureAlgorithm::RsaPssSha256, b"message", &sig),
             accepted,
             "salt length {salt_len}"
         );

@@ -411,7 +411,8 @@ fn der_hex(k: &SigningKey) -> String {
 fn regenerate_vectors() {
     let fleet = FleetPrivateKey::generate("fleet", 1, 2048).expect("fleet");
     let producer = SigningKey::generate("journal-backend", 1, 2048).expect("producer");
-    let enclave = SigningKey::generate("fleet-signing", 1, 2048).expect("enclave");
+    // The fleet's result-signing key is ECDSA P-256, the default for results.
+    let enclave = SigningKey::generate_ecdsa_p256("fleet-signing", 1).expect("enclave");
     // NBSP and full-width letters exercise "NFKC, then trim, then lower-case"; "ß" catches
     // case folding used instead of lower-casing; the trailing U+2028 is outside the six
     // trimmed characters, so it catches a language's default trim. The ligature and
@@ -429,7 +430,7 @@ fn regenerate_vectors() {
         UserKey::derive_with_iterations(tenant, identity, &Passphrase::new(passphrase), ITERATIONS)
             .expect("user");
     let mut v = json!({
-        "description": "zenvelope envelope format v1 golden vectors. See docs/envelope-spec.md section 'Test vectors'. All binary values are lowercase hex. RSA-OAEP wrapped keys and RSA-PSS signatures are randomised: reproduce everything else byte for byte, and check those by decrypting/verifying.",
+        "description": "zenvelope envelope format v1 golden vectors. See docs/envelope-spec.md section 'Test vectors'. All binary values are lowercase hex. RSA-OAEP wrapped keys and the RSA-PSS and ECDSA signatures are randomised: reproduce everything else byte for byte, and check those by decrypting/verifying.",
         "format_version": 1,
         "keys": {
             "fleet_key_id": "fleet", "fleet_key_version": 1,
@@ -586,6 +587,22 @@ fn regenerate_vectors() {
         t.signature.as_mut().expect("sig").value =
             sk.sign_with_rng(&mut rand_core::OsRng, &msg).to_vec();
         push("pss-salt-length-64", &t, "fleet", true, "bad_signature");
+    }
+    // The ECDSA-signed result with its algorithm symbol relabelled as RSA-PSS: the symbol is
+    // signed and must match the key's type.
+    {
+        let mut t =
+            decode(&h(&cases[2]["expected"]["envelope"]), &Limits::default()).expect("result");
+        let sig = t.signature.as_mut().expect("sig");
+        assert_eq!(sig.algorithm, SignatureAlgorithm::EcdsaP256Sha256);
+        sig.algorithm = SignatureAlgorithm::RsaPssSha256;
+        push(
+            "signature-algorithm-relabelled",
+            &t,
+            "user",
+            true,
+            "bad_signature",
+        );
     }
     // The record is addressed to the user only.
     let record_env =

@@ -1,11 +1,12 @@
 //! Wycheproof known-answer tests, run through this crate's own wrappers: the AES-GCM
 //! payload blob, RSA-OAEP-SHA256 fleet-key decryption (and the DEK unwrap built on it),
-//! RSA-PSS-SHA256 verification and HKDF-SHA256.
+//! RSA-PSS-SHA256 and ECDSA P-256 SHA-256 (P1363) verification and HKDF-SHA256.
 
 use wycheproof::TestResult;
 use zenvelope_envelope::primitives::{aes256gcm_open_blob, aes256gcm_seal_blob, hkdf_sha256};
 use zenvelope_envelope::{
-    DekUnwrapper, FleetPrivateKey, Keyring, Recipient, RecipientType, VerifyingKey,
+    DekUnwrapper, FleetPrivateKey, Keyring, Recipient, RecipientType, SignatureAlgorithm,
+    VerifyingKey,
 };
 
 #[test]
@@ -114,6 +115,28 @@ fn rsa_oaep_sha256_through_the_fleet_key() {
     let _ = dek_unwraps;
 }
 
+/// Checks one signature verdict against Wycheproof's and counts it.
+fn tally(
+    ok: bool,
+    expected: TestResult,
+    tc_id: usize,
+    comment: &str,
+    valid: &mut usize,
+    invalid: &mut usize,
+) {
+    match expected {
+        TestResult::Valid => {
+            assert!(ok, "tc {tc_id} rejected: {comment}");
+            *valid += 1;
+        }
+        TestResult::Invalid => {
+            assert!(!ok, "tc {tc_id} accepted: {comment}");
+            *invalid += 1;
+        }
+        TestResult::Acceptable => {}
+    }
+}
+
 #[test]
 fn rsa_pss_sha256_verification() {
     use wycheproof::rsa_pss_verify::{TestName, TestSet};
@@ -127,23 +150,35 @@ fn rsa_pss_sha256_verification() {
         for group in &set.test_groups {
             let key = VerifyingKey::from_spki_der("wycheproof", 1, &group.der).expect("spki");
             for t in &group.tests {
-                let ok = key.verify(&t.msg, &t.sig);
-                match t.result {
-                    TestResult::Valid => {
-                        assert!(ok, "tc {} rejected: {}", t.tc_id, t.comment);
-                        valid += 1;
-                    }
-                    TestResult::Invalid => {
-                        assert!(!ok, "tc {} accepted: {}", t.tc_id, t.comment);
-                        invalid += 1;
-                    }
-                    TestResult::Acceptable => {}
-                }
+                let ok = key.verify(SignatureAlgorithm::RsaPssSha256, &t.msg, &t.sig);
+                tally(ok, t.result, t.tc_id, &t.comment, &mut valid, &mut invalid);
             }
         }
     }
     assert!(
         valid > 10 && invalid > 50,
+        "valid {valid}, invalid {invalid}"
+    );
+}
+
+/// The result-signature algorithm, in the IEEE P1363 (`r || s`) encoding WebCrypto uses.
+#[test]
+fn ecdsa_p256_sha256_p1363_verification() {
+    use wycheproof::ecdsa::{TestName, TestSet};
+    let set = TestSet::load(TestName::EcdsaSecp256r1Sha256P1363).expect("load");
+    let (mut valid, mut invalid) = (0, 0);
+    for group in &set.test_groups {
+        let key = VerifyingKey::from_spki_der("wycheproof", 1, &group.der).expect("spki");
+        assert_eq!(key.algorithm(), SignatureAlgorithm::EcdsaP256Sha256);
+        for t in &group.tests {
+            let ok = key.verify(SignatureAlgorithm::EcdsaP256Sha256, &t.msg, &t.sig);
+            // A P-256 key never verifies a signature that claims to be RSA-PSS.
+            assert!(!key.verify(SignatureAlgorithm::RsaPssSha256, &t.msg, &t.sig));
+            tally(ok, t.result, t.tc_id, &t.comment, &mut valid, &mut invalid);
+        }
+    }
+    assert!(
+        valid > 50 && invalid > 50,
         "valid {valid}, invalid {invalid}"
     );
 }

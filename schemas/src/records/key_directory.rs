@@ -66,6 +66,8 @@ avro_enum! {
         RsaOaepSha256 = "RSA_OAEP_SHA256",
         /// RSASSA-PSS with SHA-256 (signatures).
         RsaPssSha256 = "RSA_PSS_SHA256",
+        /// ECDSA on P-256 with SHA-256 (signatures; the fleet's result-signing default).
+        EcdsaP256Sha256 = "ECDSA_P256_SHA256",
     }
 }
 

@@ -14,8 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zenvelope_v1 as z  # noqa: E402
@@ -159,7 +161,7 @@ def test_open_expected_envelope(name, keyring, user_key, fleet_key):
         pub = keyring[(env.signature.key_id, env.signature.key_version)]
         sig_input = z.signature_input_of(env)
         assert sig_input.hex() == c["expected"]["signature_input"]
-        assert z.pss_verify(pub, env.signature.value, sig_input)
+        assert z.verify_with(pub, env.signature.algorithm, env.signature.value, sig_input)
     else:
         assert c["expected"]["signature_input"] is None
         with pytest.raises(z.EnvelopeError) as ei:
@@ -243,7 +245,7 @@ def test_seal_matches_vector(name, user_key, fleet_public, producer_signer, encl
     # own signature verifies
     if own.signature is not None:
         pub = keyring[(own.signature.key_id, own.signature.key_version)]
-        assert z.pss_verify(pub, own.signature.value, res.signature_input)
+        assert z.verify_with(pub, own.signature.algorithm, own.signature.value, res.signature_input)
         z.open_envelope(res.envelope, policy(keyring, True), [user_key])  # opens end to end
 
     # substitute the vector's RSA-OAEP wrapped keys and signature value
@@ -657,7 +659,7 @@ def test_pss_salt_length_is_exactly_32(keyring, producer_signer):
     keyring[(producer_signer.key_id, producer_signer.key_version)].verify(
         own, b"msg", strict, hashes.SHA256())
     for env in envs:
-        if env.signature is not None:
+        if env.signature is not None and env.signature.algorithm == "RSA_PSS_SHA256":
             pub = keyring[(env.signature.key_id, env.signature.key_version)]
             pub.verify(env.signature.value, z.signature_input_of(env), strict, hashes.SHA256())
 
@@ -1181,6 +1183,35 @@ def test_pss_salt_length_64_vector_is_otherwise_valid(keyring):
     pub.verify(env.signature.value, z.signature_input_of(env),
                padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=64), hashes.SHA256())
     assert not z.pss_verify(pub, env.signature.value, z.signature_input_of(env))
+
+
+def test_result_signature_is_p1363_ecdsa_p256(keyring):
+    """Section 10.1: the result case is signed with ECDSA P-256, `r || s` (not DER); pyca
+    verifies it once re-encoded as DER, and not as given."""
+    res = [c for c in VECTORS["cases"] if c["type"] == "response"][0]
+    env = z.decode_envelope(h(res["expected"]["envelope"]))
+    sig = env.signature
+    assert sig.algorithm == "ECDSA_P256_SHA256" and len(sig.value) == 64
+    pub = keyring[(sig.key_id, sig.key_version)]
+    msg = z.signature_input_of(env)
+    der = encode_dss_signature(int.from_bytes(sig.value[:32], "big"),
+                               int.from_bytes(sig.value[32:], "big"))
+    pub.verify(der, msg, ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(InvalidSignature):
+        pub.verify(sig.value, msg, ec.ECDSA(hashes.SHA256()))
+    # A DER-encoded signature is not accepted by the format.
+    assert not z.ecdsa_verify(pub, der, msg)
+
+
+def test_signature_algorithm_relabelled_is_rejected(keyring, user_key):
+    neg = {n["name"]: n for n in VECTORS["negative"]}["signature-algorithm-relabelled"]
+    env = z.decode_envelope(h(neg["envelope"]))
+    assert env.signature.algorithm == "RSA_PSS_SHA256"
+    pub = keyring[(env.signature.key_id, env.signature.key_version)]
+    assert z.signature_algorithm_of(pub) == "ECDSA_P256_SHA256"
+    with pytest.raises(z.EnvelopeError) as ei:
+        z.open_envelope(h(neg["envelope"]), policy(keyring, True), [user_key])
+    assert ei.value.code == "bad_signature"
 
 
 def test_untrusted_signer_even_when_not_required(keyring, user_key):

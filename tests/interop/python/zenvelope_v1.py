@@ -18,7 +18,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (decode_dss_signature,
+                                                             encode_dss_signature)
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF as _HKDF
 
@@ -53,7 +55,8 @@ KIND_SYMBOLS = ("REQUEST", "RESULT", "ERROR", "RECORD")
 PURPOSE_SYMBOLS = ("TREATMENT", "PAYMENT", "OPERATIONS", "RESEARCH", "PUBLIC_HEALTH",
                    "INDIVIDUAL_REQUEST")
 RECIPIENT_TYPE_SYMBOLS = ("PASSPHRASE", "RSA_OAEP_SHA256", "AWS_KMS")
-SIGNATURE_ALGORITHM_SYMBOLS = ("RSA_PSS_SHA256",)
+SIGNATURE_ALGORITHM_SYMBOLS = ("RSA_PSS_SHA256", "ECDSA_P256_SHA256")
+ECDSA_SIG_LEN = 64  # section 10.1: r || s, 32 bytes each
 
 INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1
 LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
@@ -570,16 +573,26 @@ _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LEN)
 
 
-def load_private_pkcs8_der(der: bytes) -> rsa.RSAPrivateKey:
+def load_private_pkcs8_der(der: bytes):
+    """An RSA key, or (signing keys only, section 10.1) an EC key on P-256."""
     k = serialization.load_der_private_key(der, password=None)
-    assert isinstance(k, rsa.RSAPrivateKey)
+    assert isinstance(k, rsa.RSAPrivateKey) or (
+        isinstance(k, ec.EllipticCurvePrivateKey) and isinstance(k.curve, ec.SECP256R1))
     return k
 
 
-def load_public_spki_der(der: bytes) -> rsa.RSAPublicKey:
+def load_public_spki_der(der: bytes):
     k = serialization.load_der_public_key(der)
-    assert isinstance(k, rsa.RSAPublicKey)
+    assert isinstance(k, rsa.RSAPublicKey) or (
+        isinstance(k, ec.EllipticCurvePublicKey) and isinstance(k.curve, ec.SECP256R1))
     return k
+
+
+def signature_algorithm_of(key) -> str:
+    """Section 10.1: the algorithm follows from the key's type."""
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return "RSA_PSS_SHA256"
+    return "ECDSA_P256_SHA256"
 
 
 def _check_modulus(bits: int) -> None:
@@ -618,6 +631,39 @@ def pss_verify(pub: rsa.RSAPublicKey, sig: bytes, msg: bytes) -> bool:
         return True
     except InvalidSignature:
         return False
+
+
+def ecdsa_sign(priv: ec.EllipticCurvePrivateKey, msg: bytes) -> bytes:
+    """Section 10.1: P1363 `r || s`, not the DER that pyca produces."""
+    r, s_ = decode_dss_signature(priv.sign(msg, ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+
+
+def ecdsa_verify(pub: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes) -> bool:
+    if len(sig) != ECDSA_SIG_LEN:
+        return False
+    r = int.from_bytes(sig[:32], "big")
+    s_ = int.from_bytes(sig[32:], "big")
+    try:
+        pub.verify(encode_dss_signature(r, s_), msg, ec.ECDSA(hashes.SHA256()))
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def sign_with(priv, msg: bytes) -> bytes:
+    if isinstance(priv, rsa.RSAPrivateKey):
+        return pss_sign(priv, msg)
+    return ecdsa_sign(priv, msg)
+
+
+def verify_with(pub, algorithm: str, sig: bytes, msg: bytes) -> bool:
+    """Section 10.1: the symbol must match the trusted key's type."""
+    if algorithm != signature_algorithm_of(pub):
+        return False
+    if algorithm == "RSA_PSS_SHA256":
+        return pss_verify(pub, sig, msg)
+    return ecdsa_verify(pub, sig, msg)
 
 
 # ---------------------------------------------------------------------------
@@ -773,11 +819,15 @@ class RsaPublicRecipientKey:
 class SigningKey:
     key_id: str
     key_version: int
-    private_key: rsa.RSAPrivateKey
-    algorithm: str = "RSA_PSS_SHA256"
+    private_key: object  # rsa.RSAPrivateKey, or ec.EllipticCurvePrivateKey on P-256
+
+    @property
+    def algorithm(self) -> str:
+        return signature_algorithm_of(self.private_key)
 
     def __post_init__(self) -> None:
-        _check_modulus(self.private_key.key_size)
+        if isinstance(self.private_key, rsa.RSAPrivateKey):
+            _check_modulus(self.private_key.key_size)
 
 
 OpenerKey = Union[UserKey, UserCredentials, RsaPrivateRecipientKey]
@@ -921,7 +971,7 @@ def seal(*, tenant: str, subject: str, kind: str, purpose: str, content_type: st
         sig_input = build_signature_input(signer.key_id, signer.key_version,
                                           signer.algorithm, aad, recs, blob)
         sig = Signature(signer.key_id, signer.key_version, signer.algorithm,
-                        pss_sign(signer.private_key, sig_input))
+                        sign_with(signer.private_key, sig_input))
     env = Envelope(header, tuple(recs), blob, sig)
     # Step 7
     data = encode_envelope(env)
@@ -995,7 +1045,7 @@ def verify_signature(env: Envelope, policy: Policy) -> None:
     pub = policy.trusted_keys.get((s.key_id, s.key_version))
     if pub is None:
         raise EnvelopeError("untrusted_signer")
-    if s.algorithm != "RSA_PSS_SHA256" or not pss_verify(pub, s.value, signature_input_of(env)):
+    if not verify_with(pub, s.algorithm, s.value, signature_input_of(env)):
         raise EnvelopeError("bad_signature")
 
 
