@@ -46,10 +46,12 @@ pub struct KafkaConfig {
     /// "key" or "token".
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
-    /// Use Kafka transactions with this id if set and the broker supports them.
-    ///
-    /// Today the processing loop only probes for support and then runs idempotent-only;
-    /// see the crate README. Correctness never depends on transactions.
+    /// Use Kafka transactions with this id if set and the broker supports them: the
+    /// processing loop then commits its outputs, dead letters and consumed offsets
+    /// together every [`ProcessorConfig::transaction_interval_ms`]. If
+    /// `init_transactions` fails, it runs idempotent-only. Correctness never depends on
+    /// transactions. Every running instance needs its own id (e.g. group id plus host
+    /// name): a second instance with the same id fences the first.
     #[serde(default)]
     pub transactional_id: Option<String>,
 }
@@ -159,6 +161,11 @@ pub struct ProcessorConfig {
     /// Where dead letters go.
     #[serde(default = "default_dlq_topic")]
     pub dlq_topic: String,
+    /// With transactions (`kafka.transactional_id`): how often the open transaction is
+    /// committed. Longer means fewer commits, and results that reach `read_committed`
+    /// readers later.
+    #[serde(default = "default_transaction_interval_ms")]
+    pub transaction_interval_ms: u64,
 }
 
 impl ProcessorConfig {
@@ -173,6 +180,7 @@ impl ProcessorConfig {
             retry_backoff_ms: default_retry_backoff_ms(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
             dlq_topic: default_dlq_topic(),
+            transaction_interval_ms: default_transaction_interval_ms(),
         }
     }
 
@@ -202,6 +210,12 @@ impl ProcessorConfig {
                 reason: "it is larger than a semaphore can count",
             });
         }
+        if self.transaction_interval_ms == 0 {
+            return Err(Error::ConfigValue {
+                field: "transaction_interval_ms",
+                reason: "it must be at least 1",
+            });
+        }
         if self.dlq_topic.trim().is_empty() {
             return Err(Error::ConfigValue {
                 field: "dlq_topic",
@@ -226,6 +240,9 @@ fn default_retry_backoff_ms() -> u64 {
 }
 fn default_shutdown_grace_ms() -> u64 {
     30_000
+}
+fn default_transaction_interval_ms() -> u64 {
+    100
 }
 fn default_dlq_topic() -> String {
     names::topic::DLQ.to_owned()

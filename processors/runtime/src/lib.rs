@@ -11,7 +11,13 @@
 //!   once every record below it is finished and everything they produced is
 //!   acknowledged. Failures go to the DLQ as Confluent-framed `DeadLetter` records with
 //!   a reason code ([`reason`]), still sealed. On cancellation it drains in-flight
-//!   records, commits and flushes.
+//!   records, commits and flushes. With [`KafkaConfig::transactional_id`] set and a
+//!   broker that supports transactions, outputs, dead letters and consumed offsets are
+//!   committed together in Kafka transactions (every
+//!   [`ProcessorConfig::transaction_interval_ms`]); an aborted transaction rewinds to
+//!   the committed offsets. Without them, or if `init_transactions` fails, the loop is
+//!   the same at-least-once loop with an idempotent producer: correctness never depends
+//!   on transactions.
 //! - [`Producer`], [`Subscriber`], [`ensure_topics`], [`committed_offsets`]: the pieces
 //!   other services (SDK, CLI, audit sink, tests) need.
 //! - [`install_metrics`]: the Prometheus exporter; the metric names are in [`metric`].
@@ -52,6 +58,7 @@ mod producer;
 mod subscriber;
 mod telemetry;
 mod tracker;
+mod transactions;
 
 pub use admin::{committed_offsets, ensure_topics, ensure_topics_replicated};
 pub use config::{

@@ -13,7 +13,6 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
-use rdkafka::producer::Producer as _;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -29,6 +28,7 @@ use crate::telemetry::{
     RetryScheduled, in_flight,
 };
 use crate::tracker::{Generation, Trackers};
+use crate::transactions::{self, Transactions};
 
 /// Reason codes the runtime itself writes on dead letters.
 pub mod reason {
@@ -54,9 +54,6 @@ const DLQ_OVERHEAD_BYTES: usize = 16 * 1024;
 /// Pause after a consumer error before polling again.
 const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// How long start-up waits for `init_transactions`.
-const INIT_TRANSACTIONS_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long the final producer flush may take at shutdown.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -74,6 +71,10 @@ pub struct RunSummary {
     /// Records received but not finished at shutdown; their offsets were not stored and
     /// they will be redelivered.
     pub abandoned: u64,
+    /// Kafka transactions committed (0 when running idempotent-only).
+    pub transactions_committed: u64,
+    /// Kafka transactions aborted; the records they held were handled again.
+    pub transactions_aborted: u64,
 }
 
 #[derive(Default)]
@@ -85,17 +86,21 @@ struct Stats {
 }
 
 impl Stats {
-    fn summary(&self) -> RunSummary {
+    fn summary(&self, txn: Option<&Transactions>) -> RunSummary {
+        let (transactions_committed, transactions_aborted) =
+            txn.map_or((0, 0), Transactions::counts);
         RunSummary {
             processed: self.processed.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             abandoned: self.abandoned.load(Ordering::Relaxed),
+            transactions_committed,
+            transactions_aborted,
         }
     }
 }
 
-fn lock(trackers: &Mutex<Trackers>) -> MutexGuard<'_, Trackers> {
+pub(crate) fn lock(trackers: &Mutex<Trackers>) -> MutexGuard<'_, Trackers> {
     // A panic while holding the lock cannot leave the trackers half-updated in a way
     // that stores a wrong offset (each method updates one partition entry), so recover.
     trackers.lock().unwrap_or_else(PoisonError::into_inner)
@@ -104,7 +109,7 @@ fn lock(trackers: &Mutex<Trackers>) -> MutexGuard<'_, Trackers> {
 /// Consumer context: resets offset trackers on every rebalance, so completions of
 /// records from a partition we no longer own (or own again, from a new position) never
 /// store an offset.
-struct RuntimeContext {
+pub(crate) struct RuntimeContext {
     trackers: Arc<Mutex<Trackers>>,
 }
 
@@ -152,19 +157,23 @@ impl ConsumerContext for RuntimeContext {
     }
 }
 
-type Consumer = StreamConsumer<RuntimeContext>;
+pub(crate) type Consumer = StreamConsumer<RuntimeContext>;
 
-struct Shared<H> {
-    consumer: Consumer,
-    producer: Producer,
-    trackers: Arc<Mutex<Trackers>>,
+pub(crate) struct Shared<H> {
+    pub(crate) consumer: Consumer,
+    /// Transactional when `txn` is set, idempotent otherwise.
+    pub(crate) producer: Producer,
+    pub(crate) trackers: Arc<Mutex<Trackers>>,
     codec: Arc<SchemaCodec>,
     handler: Arc<H>,
     cfg: ProcessorConfig,
     /// Largest original key + value a dead letter may carry.
     dlq_value_limit: usize,
+    /// Cancelled at shutdown, or when transactions fail fatally.
     shutdown: CancellationToken,
     stats: Stats,
+    /// Set when running with Kafka transactions.
+    pub(crate) txn: Option<Transactions>,
 }
 
 /// Runs the at-least-once loop until `shutdown` is cancelled, then drains in-flight
@@ -181,15 +190,26 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) -> Result<RunSummary, Error> {
     processor.validate()?;
-    if let Some(id) = &kafka.transactional_id {
-        probe_transactions(kafka, id).await;
-    }
+    let (producer, txn) = match &kafka.transactional_id {
+        Some(id) => match transactions::init(kafka, id).await {
+            Some((producer, txn)) => (producer, Some(txn)),
+            None => (Producer::new(kafka)?, None),
+        },
+        None => (Producer::new(kafka)?, None),
+    };
+    // Cancelled by the caller's shutdown, or by the transaction committer on a fatal
+    // error.
+    let shutdown = shutdown.child_token();
 
     let trackers = Arc::new(Mutex::new(Trackers::default()));
     let mut consumer_config = kafka.client_config();
     consumer_config
         .set("group.id", &processor.group_id)
-        .set("enable.auto.commit", "true")
+        // With transactions, offsets are committed only inside them.
+        .set(
+            "enable.auto.commit",
+            if txn.is_some() { "false" } else { "true" },
+        )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
     let consumer: Consumer = consumer_config
@@ -204,7 +224,7 @@ pub async fn run<H: Handler>(
 
     let shared = Arc::new(Shared {
         consumer,
-        producer: Producer::new(kafka)?,
+        producer,
         trackers,
         codec,
         handler,
@@ -214,6 +234,14 @@ pub async fn run<H: Handler>(
             .saturating_sub(DLQ_OVERHEAD_BYTES),
         shutdown: shutdown.clone(),
         stats: Stats::default(),
+        txn,
+    });
+    let committer = shared.txn.as_ref().map(|_| {
+        tokio::spawn(transactions::committer(
+            shared.clone(),
+            Duration::from_millis(processor.transaction_interval_ms),
+            shutdown.clone(),
+        ))
     });
     tracing::info!(group_id = %processor.group_id, topics = ?processor.topics, max_in_flight = processor.max_in_flight, "Processing loop started.");
 
@@ -232,9 +260,24 @@ pub async fn run<H: Handler>(
                 Err(_) => break None,
             },
         };
+        // After an aborted transaction, rewind before taking anything new.
+        if !transactions::rewind_if_needed(&shared).await {
+            tokio::select! {
+                () = shutdown.cancelled() => break None,
+                () = tokio::time::sleep(CONSUMER_ERROR_PAUSE) => continue,
+            }
+        }
+        let rewind_requested = async {
+            match &shared.txn {
+                Some(txn) => txn.rewind_requested().await,
+                None => std::future::pending().await,
+            }
+        };
         let received = tokio::select! {
             biased;
             () = shutdown.cancelled() => break None,
+            // An aborted transaction: go round and rewind before polling again.
+            () = rewind_requested => continue,
             m = shared.consumer.recv() => m.map(|m| to_inbound(&m)),
         };
         match received {
@@ -300,21 +343,36 @@ pub async fn run<H: Handler>(
         );
     }
 
+    // With transactions: stop the committer, then commit the last transaction with the
+    // final positions.
+    let mut fatal = fatal;
+    if let Some(committer) = committer {
+        shutdown.cancel();
+        let _ = committer.await;
+        if let Some(error) = shared.txn.as_ref().and_then(Transactions::take_fatal) {
+            fatal.get_or_insert(error);
+        } else if let Err(error) = transactions::commit(&shared, true).await {
+            tracing::warn!(%error, "The final transaction failed.");
+        }
+    }
+
     // Every finished record's outputs are already acknowledged; flush anything an
-    // abandoned record queued, then commit what is stored, then leave the group. All of
-    // these block, so they run off the reactor.
+    // abandoned record queued, then commit what is stored (without transactions), then
+    // leave the group. All of these block, so they run off the reactor.
     let closing = shared.clone();
     drop(shared);
     let summary = tokio::task::spawn_blocking(move || {
         if let Err(error) = closing.producer.flush_blocking(FINAL_FLUSH_TIMEOUT) {
             tracing::warn!(%error, "Producer flush at shutdown did not complete.");
         }
-        match closing.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => tracing::warn!(%error, "Final offset commit failed."),
+        if closing.txn.is_none() {
+            match closing.consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(error) => tracing::warn!(%error, "Final offset commit failed."),
+            }
         }
         closing.consumer.unsubscribe();
-        closing.stats.summary()
+        closing.stats.summary(closing.txn.as_ref())
     })
     .await
     .map_err(|_| Error::kafka("close", KafkaError::Canceled))?;
@@ -323,6 +381,8 @@ pub async fn run<H: Handler>(
         dead_lettered = summary.dead_lettered,
         retries = summary.retries,
         abandoned = summary.abandoned,
+        transactions_committed = summary.transactions_committed,
+        transactions_aborted = summary.transactions_aborted,
         "Processing loop stopped."
     );
     match fatal {
@@ -336,32 +396,6 @@ fn log_join(joined: Result<(), tokio::task::JoinError>) {
         && !error.is_cancelled()
     {
         tracing::error!(%error, "A record task failed.");
-    }
-}
-
-/// Checks whether the broker supports transactions, for the log. The loop itself is
-/// idempotent-only for now (see the README).
-async fn probe_transactions(kafka: &KafkaConfig, transactional_id: &str) {
-    let mut config = kafka.producer_config();
-    config.set("transactional.id", transactional_id);
-    let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let producer: rdkafka::producer::BaseProducer =
-            config.create().map_err(|e| e.to_string())?;
-        producer
-            .init_transactions(INIT_TRANSACTIONS_TIMEOUT)
-            .map_err(|e| e.to_string())
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => tracing::warn!(
-            "The broker supports transactions, but transactional processing is not implemented yet; running idempotent-only."
-        ),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "Transactions are unavailable; running idempotent-only.")
-        }
-        Err(error) => {
-            tracing::warn!(%error, "The transactions probe failed; running idempotent-only.")
-        }
     }
 }
 
@@ -412,15 +446,17 @@ async fn process<H: Handler>(
     }
     .emit();
     // Hold the lock while storing, so stores of one partition stay in order and a
-    // rebalance cannot interleave.
+    // rebalance cannot interleave. With transactions the committer reads the positions
+    // from the trackers instead.
     let trackers = &mut *lock(&shared.trackers);
     if let Some(next) = trackers.complete(
         generation,
         &inbound.topic,
         inbound.partition,
         inbound.offset,
-    ) && let Err(error) =
-        store_position(&shared.consumer, &inbound.topic, inbound.partition, next)
+    ) && shared.txn.is_none()
+        && let Err(error) =
+            store_position(&shared.consumer, &inbound.topic, inbound.partition, next)
     {
         // Typically the partition was revoked meanwhile; it is redelivered elsewhere.
         tracing::warn!(topic = %inbound.topic, partition = inbound.partition, offset = next, %error, "Storing an offset failed.");
@@ -564,7 +600,8 @@ async fn produce_retrying<H: Handler>(
 ) -> Result<(), ProduceStop> {
     let mut attempt = 0;
     loop {
-        let error = match shared.producer.send_ref(record).await {
+        let gate = shared.txn.as_ref().map(|t| &t.gate);
+        let error = match shared.producer.send_gated(record, gate).await {
             Ok(_) => return Ok(()),
             Err(e) => e,
         };

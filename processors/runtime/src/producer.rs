@@ -5,6 +5,8 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::RwLock;
 
 use crate::config::KafkaConfig;
 use crate::error::Error;
@@ -13,6 +15,8 @@ use crate::message::Outbound;
 /// How long `send` waits for room in librdkafka's local queue before reporting
 /// `QueueFull` (a transient error).
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between attempts to enqueue while librdkafka's queue is full.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
 
 /// An idempotent (`enable.idempotence=true`, `acks=all`) producer for services that
 /// produce outside the processing loop (SDK, CLI). Cheap to share behind an `Arc`.
@@ -53,29 +57,84 @@ impl Producer {
         }
     }
 
+    /// A transactional producer (`transactional.id` set). The caller runs
+    /// `init_transactions` (blocking) before the first send.
+    pub(crate) fn transactional(
+        kafka: &KafkaConfig,
+        transactional_id: &str,
+    ) -> Result<Self, Error> {
+        let mut config = kafka.producer_config();
+        config.set("transactional.id", transactional_id);
+        let inner = config
+            .create()
+            .map_err(|e| Error::client("transactional producer", e))?;
+        Ok(Self { inner })
+    }
+
+    /// The librdkafka producer, for the transaction calls.
+    pub(crate) fn client(&self) -> &FutureProducer {
+        &self.inner
+    }
+
     /// Sends without consuming the record, so that callers can retry.
     pub(crate) async fn send_ref(&self, record: &Outbound) -> Result<(i32, i64), KafkaError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (k, v) in &record.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v),
-            });
-        }
-        let mut fr: FutureRecord<'_, Vec<u8>, Vec<u8>> = FutureRecord::to(&record.topic)
-            .payload(&record.payload)
-            .headers(headers);
-        if let Some(key) = &record.key {
-            fr = fr.key(key);
-        }
-        match self.inner.send(fr, QUEUE_TIMEOUT).await {
-            Ok(delivery) => Ok((delivery.partition, delivery.offset)),
+        self.send_gated(record, None).await
+    }
+
+    /// Sends `record`; with a `gate`, holds its read lock while the record is enqueued
+    /// (not while waiting for the acknowledgement), so the transaction committer, which
+    /// takes the write lock, never sees a record enqueued between the commit and the
+    /// next `begin_transaction`.
+    pub(crate) async fn send_gated(
+        &self,
+        record: &Outbound,
+        gate: Option<&RwLock<()>>,
+    ) -> Result<(i32, i64), KafkaError> {
+        let deadline = tokio::time::Instant::now() + QUEUE_TIMEOUT;
+        let delivery = loop {
+            let guard = match gate {
+                Some(g) => Some(g.read().await),
+                None => None,
+            };
+            match self.inner.send_result(future_record(record)) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    drop(guard);
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+                // The returned record borrows `record`; keep the error only.
+                Err((e, _record)) => return Err(e),
+            }
+        };
+        match delivery.await {
+            Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
             // The returned message holds the payload; drop it, keep the error only.
-            Err((e, _message)) => Err(e),
+            Ok(Err((e, _message))) => Err(e),
+            Err(_canceled) => Err(KafkaError::Canceled),
         }
     }
 
     pub(crate) fn flush_blocking(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.inner.flush(timeout)
     }
+}
+
+/// The librdkafka record for `record`, borrowing its bytes.
+fn future_record(record: &Outbound) -> FutureRecord<'_, Vec<u8>, Vec<u8>> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (k, v) in &record.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    let mut fr: FutureRecord<'_, Vec<u8>, Vec<u8>> = FutureRecord::to(&record.topic)
+        .payload(&record.payload)
+        .headers(headers);
+    if let Some(key) = &record.key {
+        fr = fr.key(key);
+    }
+    fr
 }

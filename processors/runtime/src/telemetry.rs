@@ -33,6 +33,8 @@ pub mod metric {
     pub const REBALANCES_TOTAL: &str = "zenvelope_runtime_rebalances_total";
     /// Counter: records abandoned at shutdown (they are redelivered after a restart).
     pub const ABANDONED_TOTAL: &str = "zenvelope_runtime_abandoned_total";
+    /// Counter: Kafka transactions ended, label `outcome` (`committed`, `aborted`).
+    pub const TRANSACTIONS_TOTAL: &str = "zenvelope_runtime_transactions_total";
 }
 
 /// Label names, defined once.
@@ -89,6 +91,10 @@ fn describe_metrics() {
     );
     describe_counter!(metric::REBALANCES_TOTAL, "Consumer group rebalance events.");
     describe_counter!(metric::ABANDONED_TOTAL, "Records abandoned at shutdown.");
+    describe_counter!(
+        metric::TRANSACTIONS_TOTAL,
+        "Kafka transactions ended, by outcome."
+    );
 }
 
 /// How a record finished.
@@ -244,6 +250,33 @@ impl Abandoned {
             );
             counter!(metric::ABANDONED_TOTAL).increment(self.count as u64);
         }
+    }
+}
+
+/// A transaction was committed, with the consumed positions of `partitions` partitions.
+pub(crate) struct TransactionCommitted {
+    pub(crate) partitions: usize,
+}
+
+impl TransactionCommitted {
+    pub(crate) fn emit(&self) {
+        tracing::debug!(partitions = self.partitions, "Transaction committed.");
+        counter!(metric::TRANSACTIONS_TOTAL, label::OUTCOME => "committed").increment(1);
+    }
+}
+
+/// A transaction was aborted; its records will be handled again.
+pub(crate) struct TransactionAborted<'a> {
+    pub(crate) error: &'a rdkafka::error::KafkaError,
+}
+
+impl TransactionAborted<'_> {
+    pub(crate) fn emit(&self) {
+        tracing::warn!(
+            error = %self.error,
+            "Transaction aborted; rewinding to the committed offsets, the records since then will be handled again."
+        );
+        counter!(metric::TRANSACTIONS_TOTAL, label::OUTCOME => "aborted").increment(1);
     }
 }
 

@@ -91,6 +91,26 @@ impl Trackers {
         self.partitions.remove(&(topic.to_owned(), partition));
     }
 
+    /// Forgets every partition: all pending completions become stale. Used after an
+    /// aborted transaction, before the consumer is rewound to the committed offsets.
+    pub(crate) fn reset_all(&mut self) {
+        self.partitions.clear();
+    }
+
+    /// For each partition where something finished in this assignment, the position
+    /// last handed out for storing (the next offset to consume): what a transaction
+    /// commits with its outputs.
+    pub(crate) fn positions(&self) -> Vec<(String, i32, i64)> {
+        let mut out: Vec<(String, i32, i64)> = self
+            .partitions
+            .iter()
+            .filter(|(_, t)| t.max_done.is_some())
+            .map(|((topic, partition), t)| (topic.clone(), *partition, t.stored))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Records received and not finished, over all partitions.
     pub(crate) fn pending(&self) -> usize {
         self.partitions.values().map(|t| t.pending.len()).sum()
@@ -102,6 +122,28 @@ mod tests {
     use super::*;
 
     const T: &str = "t";
+
+    #[test]
+    fn positions_list_what_finished_and_reset_all_makes_completions_stale() {
+        let mut tr = Trackers::default();
+        let g0 = tr.begin(T, 0, 10);
+        tr.begin(T, 0, 11);
+        let g1 = tr.begin(T, 1, 5);
+        assert!(tr.positions().is_empty(), "nothing finished yet");
+        assert_eq!(tr.complete(g0, T, 0, 11), None, "10 is still pending");
+        assert_eq!(tr.positions(), vec![(T.to_owned(), 0, 10)]);
+        assert_eq!(tr.complete(g0, T, 0, 10), Some(12));
+        assert_eq!(tr.complete(g1, T, 1, 5), Some(6));
+        assert_eq!(
+            tr.positions(),
+            vec![(T.to_owned(), 0, 12), (T.to_owned(), 1, 6)]
+        );
+        let g2 = tr.begin(T, 1, 6);
+        tr.reset_all();
+        assert_eq!(tr.complete(g2, T, 1, 6), None, "stale after reset_all");
+        assert!(tr.positions().is_empty());
+        assert_eq!(tr.pending(), 0);
+    }
 
     #[test]
     fn in_order_completion_stores_each_next_offset() {
