@@ -542,6 +542,38 @@ metrics_listen = "127.0.0.1:{metrics_port}"
             .with_signer(side.signer.clone())
     }
 
+    /// Everything an outside client needs to talk to this pipeline as its producer and
+    /// user would, for `tests/interop/python/independent_client.py`: credentials, the
+    /// producer's signing key (private: a test key), the fleet's public key and the
+    /// result-signing public key. Binary values are hex.
+    pub fn client_keys_json(&self) -> Result<serde_json::Value> {
+        use zenvelope_envelope::Keyed as _;
+        let side = &self.producer_side;
+        let fleet = side.fleet_public.current().context("no fleet public key")?;
+        let result_key = side
+            .result_opener
+            .trusted()
+            .current()
+            .context("no result key")?;
+        Ok(serde_json::json!({
+            "bootstrap": self.kafka.bootstrap_servers,
+            "tenant": TENANT,
+            "identity": USER,
+            "passphrase": PASSPHRASE,
+            "iterations": ITERATIONS,
+            "subject": side.subject,
+            "producer_key_id": side.signer.key_id(),
+            "producer_key_version": side.signer.key_version(),
+            "producer_private_pkcs8": hex::encode(side.signer.to_pkcs8_der()?.as_slice()),
+            "fleet_key_id": fleet.key_id(),
+            "fleet_key_version": fleet.key_version(),
+            "fleet_public_spki": hex::encode(fleet.spki_der()),
+            "result_key_id": result_key.key_id(),
+            "result_key_version": result_key.key_version(),
+            "result_public_spki": hex::encode(result_key.spki_der()),
+        }))
+    }
+
     /// Frames an envelope for the request topic.
     pub fn frame(&self, envelope: &Envelope) -> Result<SentRequest> {
         let id = self

@@ -141,6 +141,58 @@ async fn sealed_requests_get_sealed_answers_through_openai() -> Result<()> {
     assert_no_canary(&pipeline).await
 }
 
+/// A client built only from the spec (the Python implementation in tests/interop/python)
+/// and librdkafka's Python binding, not from this repository's Rust code, seals requests,
+/// produces them, and verifies and opens the answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_python_client_gets_verified_answers() -> Result<()> {
+    let pipeline = Pipeline::start(Options::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, serde_json::to_vec(&pipeline.client_keys_json()?)?)?;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/interop/python/independent_client.py"
+    );
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg("--keys")
+        .arg(&keys)
+        .arg("--bootstrap")
+        .arg(&pipeline.kafka.bootstrap_servers)
+        .args(["--requests", "4", "--timeout", "90"])
+        .output()
+        .await
+        .with_context(|| format!("cannot run {python} {script}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "the independent client failed ({}): {stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    ensure!(report["sent"] == 4, "{report}");
+    let requests = report["requests"].as_object().context("requests")?;
+    let answered = report["answered"].as_object().context("answered")?;
+    ensure!(answered.len() == 4, "{report}");
+    for (id, n) in requests {
+        let answer = &answered[id];
+        ensure!(answer["kind"] == "RESULT", "{answer}");
+        ensure!(
+            answer["output"] == format!("ANSWER-{n}").as_str(),
+            "request {n} got {answer}"
+        );
+        ensure!(answer["provider"] == "openai", "{answer}");
+    }
+    ensure!(
+        report["rejected"].as_array().is_some_and(Vec::is_empty),
+        "records the client could not verify or open: {report}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_requests_get_sealed_answers_through_anthropic() -> Result<()> {
     let pipeline = Pipeline::start(Options {
