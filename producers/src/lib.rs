@@ -1,1 +1,57 @@
-//! Producer SDK (issue 4).
+//! The zenvelope producer SDK: what a backend (a therapy-journal app, a clinic's note
+//! system) uses to send sensitive text for AI analysis without its servers, the Kafka
+//! cluster or its operators ever seeing plaintext, and to read the answers.
+//!
+//! - [`Client`] holds the backend's producer signing key, the enclave fleet's public keys
+//!   (to wrap DEKs to) and the fleet's result-signing keys (to verify answers).
+//! - [`Client::login`] derives a [`User`]'s key from their credentials (PBKDF2, off the
+//!   async reactor) and pseudonymises their identity for Kafka keys.
+//! - [`Client::analyze`] seals an `AnalysisRequest` ([`Request`]) for the user and the fleet, signs it
+//!   and produces it to `zenvelope.requests`.
+//! - [`Client::store`] seals a record for the user alone onto the compacted
+//!   `zenvelope.vault` topic.
+//! - [`Client::results`] follows `zenvelope.results`, verifies and opens the answers
+//!   addressed to a user, and drops duplicates by correlation id.
+//!
+//! Requests are sealed in bounded DEK sessions by default ([`DEFAULT_DEK_SESSION`]): one
+//! fresh DEK per user for at most 1,000 messages or 5 minutes. That saves the enclave an
+//! RSA private-key operation per message, which is what lets the pipeline keep up with a
+//! plaintext one (docs/benchmarks.md, "Pipeline"); [`ClientBuilder::dek_session`] with
+//! [`DekSessionPolicy::PER_MESSAGE`] turns it off.
+//!
+//! ```no_run
+//! use zenvelope_producer::{Client, Passphrase, Request};
+//! # async fn demo(
+//! #     fleet: zenvelope_envelope::Keyring<zenvelope_envelope::FleetPublicKey>,
+//! #     results: zenvelope_envelope::Keyring<zenvelope_envelope::VerifyingKey>,
+//! #     signer: zenvelope_envelope::SigningKey,
+//! # ) -> Result<(), zenvelope_producer::Error> {
+//! let client = Client::builder(zenvelope_runtime::KafkaConfig::new("localhost:9092"), "therapy-journal")
+//!     .signer(signer)
+//!     .fleet_keys(fleet)
+//!     .result_keys(results)
+//!     .metadata_key(zenvelope_envelope::MetadataKey::from_bytes([7; 32]))
+//!     .build()?;
+//! let ada = client
+//!     .login("ada@example.org", Passphrase::new("correct horse battery staple"))
+//!     .await?;
+//! let sent = client
+//!     .analyze(&ada, Request::text("Summarise the entry.", "Slept badly again."))
+//!     .await?;
+//! let mut answers = client.results(&ada, false)?;
+//! let answer = answers.next().await?;
+//! assert_eq!(answer.correlation_id, sent.message_id);
+//! println!("{}", answer.text);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+mod client;
+mod error;
+mod results;
+
+pub use client::{Client, ClientBuilder, DEFAULT_DEK_SESSION, Request, Sent, User};
+pub use error::Error;
+pub use results::{Answer, Results};
+pub use zenvelope_envelope::{DekSessionPolicy, Passphrase, Purpose};

@@ -30,6 +30,9 @@ pub mod header {
     pub const SCHEMA_ID: &str = "zenvelope-schema-id";
     /// Tenant id (also authenticated inside the envelope).
     pub const TENANT: &str = "zenvelope-tenant";
+    /// Subject pseudonym (also authenticated inside the envelope): lets a subscriber pick
+    /// one user's results without decoding every record.
+    pub const SUBJECT: &str = "zenvelope-subject";
     /// Envelope kind symbol: `REQUEST`, `RESULT`, `ERROR` or `RECORD`.
     pub const KIND: &str = "zenvelope-kind";
     /// Message id of the envelope, hyphenated UUID.
@@ -116,6 +119,12 @@ impl Topic {
             Topic::Checkpoints => topic::CHECKPOINTS,
             Topic::Usage => topic::USAGE,
         }
+    }
+
+    /// Whether the topic is log-compacted (the newest record per key is kept): the key
+    /// directory and the vault.
+    pub const fn is_compacted(self) -> bool {
+        matches!(self, Topic::Keys | Topic::Vault)
     }
 
     /// Looks a topic up by its name.

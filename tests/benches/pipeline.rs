@@ -68,6 +68,9 @@ struct Args {
     rate: Option<f64>,
     /// Only time the enclave's per-request processing, sequentially, both variants.
     enclave_only: bool,
+    /// In-flight mode: cap the host's `max_in_flight` at this (default: the count), to
+    /// show memory stays flat when more requests wait than the host takes at once.
+    host_bound: Option<usize>,
     /// The fleet's result-signing algorithm: ECDSA P-256 (the default) or RSA-PSS at
     /// `rsa_bits`.
     result_rsa: bool,
@@ -105,6 +108,7 @@ fn parse_args() -> Result<Args> {
         model_latency_ms: 500,
         rate: None,
         enclave_only: false,
+        host_bound: None,
         result_rsa: false,
         dek_session_messages: 1,
     };
@@ -120,6 +124,7 @@ fn parse_args() -> Result<Args> {
             "--model-latency-ms" => args.model_latency_ms = value()?.parse()?,
             "--rate" => args.rate = Some(value()?.parse()?),
             "--enclave-only" => args.enclave_only = true,
+            "--host-bound" => args.host_bound = Some(value()?.parse()?),
             "--result-signature" => {
                 args.result_rsa = match value()?.as_str() {
                     "ecdsa" => false,
@@ -157,7 +162,7 @@ fn main() -> Result<()> {
         .build()?;
     runtime.block_on(async {
         match &args.in_flight {
-            Some(counts) => in_flight(counts, args.model_latency_ms).await,
+            Some(counts) => in_flight(counts, args.model_latency_ms, args.host_bound).await,
             None => compare(&args).await,
         }
     })
@@ -659,12 +664,17 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .ok()
 }
 
-async fn in_flight(counts: &[usize], model_latency_ms: u64) -> Result<()> {
+async fn in_flight(
+    counts: &[usize],
+    model_latency_ms: u64,
+    host_bound: Option<usize>,
+) -> Result<()> {
     let mut rows = Vec::new();
     for &n in counts {
-        let app = n.min(APP_IN_FLIGHT_CAP);
+        let host = host_bound.map_or(n, |b| n.min(b));
+        let app = host.min(APP_IN_FLIGHT_CAP);
         let pipeline = Pipeline::start(Options {
-            host_max_in_flight: n,
+            host_max_in_flight: host,
             app_max_in_flight: app,
             egress_max_streams: app + 64,
             provider_attempt_timeout_ms: 60_000,
@@ -750,7 +760,7 @@ async fn in_flight(counts: &[usize], model_latency_ms: u64) -> Result<()> {
             produced_in.as_secs_f64()
         );
         rows.push(format!(
-            "| {n} | {app} | {}/{n} | {:.1} s | {peak} | {retries:.0} | {:.0} MiB ({:.0}) | {:.0} MiB ({:.0}) |",
+            "| {n} ({host}) | {app} | {}/{n} | {:.1} s | {peak} | {retries:.0} | {:.0} MiB ({:.0}) | {:.0} MiB ({:.0}) |",
             answered.len(),
             total.as_secs_f64(),
             app_hwm as f64 / 1024.0,

@@ -305,6 +305,8 @@ impl Handler for PlaintextBaselineHandler {
                         Kind::Result.symbol().as_bytes().to_vec(),
                     ),
                     (header::TENANT.to_owned(), TENANT.as_bytes().to_vec()),
+                    // The same length as a real subject pseudonym's header.
+                    (header::SUBJECT.to_owned(), vec![b's'; 47]),
                     (
                         header::MESSAGE_ID.to_owned(),
                         uuid::Uuid::now_v7().to_string().into_bytes(),

@@ -32,9 +32,11 @@ pub const USER: &str = "ada@example.org";
 /// Key id of the producer's signing key.
 pub const PRODUCER_KEY_ID: &str = "journal-backend";
 /// Dev passphrase (the user's secret in a real app).
-const PASSPHRASE: &str = "correct horse battery staple";
+pub const PASSPHRASE: &str = "correct horse battery staple";
 /// PBKDF2 iterations: the minimum accepted, to keep tests fast.
-const ITERATIONS: u32 = 100_000;
+pub const ITERATIONS: u32 = 100_000;
+/// The tenant's metadata key (pseudonyms of subjects).
+pub const METADATA_KEY: [u8; 32] = [7; 32];
 /// RSA size for the test keys (the smallest accepted, for speed).
 const RSA_BITS: usize = 2048;
 
@@ -220,7 +222,7 @@ impl Pipeline {
                 fleet.public_key().spki_der(),
             )?)?),
             result_opener: Opener::new(Keyring::new().with(result_signer.verifying_key()?)?),
-            subject: MetadataKey::from_bytes([7; 32]).pseudonym(TENANT, USER),
+            subject: MetadataKey::from_bytes(METADATA_KEY).pseudonym(TENANT, USER),
         };
 
         let app_port = free_port()?;
@@ -572,6 +574,46 @@ metrics_listen = "127.0.0.1:{metrics_port}"
             "result_key_version": result_key.key_version(),
             "result_public_spki": hex::encode(result_key.spki_der()),
         }))
+    }
+
+    /// The producer's public signing key, as the enclave trusts it.
+    pub fn producer_verifying_key(&self) -> Result<zenvelope_envelope::VerifyingKey> {
+        Ok(self.producer_side.signer.verifying_key()?)
+    }
+
+    /// A producer SDK client for this pipeline, as a backend would configure it: the
+    /// producer's signing key, the fleet's public key and the result-signing key.
+    pub fn sdk_client(&self) -> Result<zenvelope_producer::Client> {
+        use zenvelope_envelope::Keyed as _;
+        let side = &self.producer_side;
+        let signer = SigningKey::from_pkcs8_der(
+            side.signer.key_id(),
+            side.signer.key_version(),
+            &side.signer.to_pkcs8_der()?,
+        )?;
+        let fleet = side.fleet_public.current().context("no fleet key")?;
+        let fleet =
+            FleetPublicKey::from_spki_der(fleet.key_id(), fleet.key_version(), fleet.spki_der())?;
+        let result = side
+            .result_opener
+            .trusted()
+            .current()
+            .context("no result key")?;
+        let result = zenvelope_envelope::VerifyingKey::from_spki_der(
+            result.key_id(),
+            result.key_version(),
+            result.spki_der(),
+        )?;
+        Ok(
+            zenvelope_producer::Client::builder(self.kafka.clone(), TENANT)
+                .signer(signer)
+                .fleet_keys(Keyring::new().with(fleet)?)
+                .result_keys(Keyring::new().with(result)?)
+                .metadata_key(MetadataKey::from_bytes(METADATA_KEY))
+                .codec(self.codec.clone())
+                .pbkdf2_iterations(ITERATIONS)
+                .build()?,
+        )
     }
 
     /// Frames an envelope for the request topic.

@@ -253,6 +253,7 @@ impl Handler for RequestHandler {
                 let headers = vec![
                     (header::KIND.to_owned(), h.kind.symbol().as_bytes().to_vec()),
                     (header::TENANT.to_owned(), h.tenant.as_bytes().to_vec()),
+                    (header::SUBJECT.to_owned(), h.subject.as_bytes().to_vec()),
                     (
                         header::MESSAGE_ID.to_owned(),
                         h.message_id.to_string().into_bytes(),

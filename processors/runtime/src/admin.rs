@@ -38,11 +38,17 @@ pub async fn ensure_topics_replicated(
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(name, partitions)| {
-            NewTopic::new(
+            let topic = NewTopic::new(
                 name,
                 *partitions,
                 TopicReplication::Fixed(replication_factor),
-            )
+            );
+            // The key directory and the vault keep the newest record per key.
+            if zenvelope_schemas::Topic::from_name(name).is_some_and(|t| t.is_compacted()) {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));

@@ -1,0 +1,393 @@
+//! [`Client`]: seal and produce.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use zenvelope_envelope::{
+    DekSessionPolicy, FleetPublicKey, HeaderFields, Keyring, Kind, MetadataKey, Opener, Passphrase,
+    Purpose, Sealer, SigningKey, UserKey, VerifyingKey,
+};
+use zenvelope_runtime::{KafkaConfig, Outbound, Producer};
+use zenvelope_schemas::names::{header, media_type, topic};
+use zenvelope_schemas::{
+    AnalysisInput, AnalysisRequest, ModelPreferences, RequestLimits, SchemaCodec, Subject,
+    TextInput,
+};
+
+use crate::error::Error;
+use crate::results::Results;
+
+/// The default DEK session: one DEK per user for at most 1,000 messages or 5 minutes.
+pub const DEFAULT_DEK_SESSION: DekSessionPolicy = DekSessionPolicy {
+    max_messages: 1_000,
+    max_age_ms: 5 * 60 * 1_000,
+};
+
+/// A user on whose behalf the backend seals: their key (derived from their credentials,
+/// never stored by the backend) and their pseudonymous subject id.
+pub struct User {
+    pub(crate) key: Arc<UserKey>,
+    pub(crate) subject: String,
+}
+
+impl User {
+    /// The subject pseudonym: the Kafka key of this user's records, and the `subject`
+    /// in their envelopes' headers. Not the identity.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An analysis request: an instruction, the text to analyse, and optional preferences.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// What the model is asked to do (sealed).
+    pub instruction: String,
+    /// The input text (sealed).
+    pub text: String,
+    /// Purpose of use, authenticated in the header and enforced by the enclave.
+    pub purpose: Purpose,
+    /// Sampling temperature, if the default does not suit.
+    pub temperature: Option<f64>,
+    /// Upper bound on the answer's length in tokens.
+    pub max_output_tokens: Option<i32>,
+    /// The caller's own reference (e.g. its entry id), echoed in the answer (sealed).
+    pub client_reference: Option<String>,
+}
+
+impl Request {
+    /// A request with `instruction` and `text`, for the individual's own request
+    /// (`Purpose::IndividualRequest`).
+    pub fn text(instruction: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            instruction: instruction.into(),
+            text: text.into(),
+            purpose: Purpose::IndividualRequest,
+            temperature: None,
+            max_output_tokens: None,
+            client_reference: None,
+        }
+    }
+
+    /// The same request with another purpose of use.
+    pub fn with_purpose(mut self, purpose: Purpose) -> Self {
+        self.purpose = purpose;
+        self
+    }
+
+    /// The same request with a client reference, echoed (sealed) in the answer.
+    pub fn with_client_reference(mut self, reference: impl Into<String>) -> Self {
+        self.client_reference = Some(reference.into());
+        self
+    }
+}
+
+/// What was produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The envelope's message id; answers carry it as their correlation id.
+    pub message_id: String,
+    /// Partition and offset the broker acknowledged.
+    pub partition: i32,
+    /// Offset the broker acknowledged.
+    pub offset: i64,
+}
+
+/// Builds a [`Client`].
+pub struct ClientBuilder {
+    kafka: KafkaConfig,
+    tenant: String,
+    codec: Option<Arc<SchemaCodec>>,
+    signer: Option<Arc<SigningKey>>,
+    fleet: Option<Arc<Keyring<FleetPublicKey>>>,
+    result_keys: Option<Keyring<VerifyingKey>>,
+    metadata_key: Option<MetadataKey>,
+    dek_session: DekSessionPolicy,
+    pbkdf2_iterations: Option<u32>,
+}
+
+impl ClientBuilder {
+    /// The backend's producer signing key; the enclave trusts requests signed with it.
+    pub fn signer(mut self, key: SigningKey) -> Self {
+        self.signer = Some(Arc::new(key));
+        self
+    }
+
+    /// The enclave fleet's public keys; new requests are wrapped to the newest.
+    pub fn fleet_keys(mut self, keys: Keyring<FleetPublicKey>) -> Self {
+        self.fleet = Some(Arc::new(keys));
+        self
+    }
+
+    /// The fleet's result-signing keys; answers signed by anything else are rejected.
+    pub fn result_keys(mut self, keys: Keyring<VerifyingKey>) -> Self {
+        self.result_keys = Some(keys);
+        self
+    }
+
+    /// The tenant's metadata key, which turns identities into subject pseudonyms.
+    pub fn metadata_key(mut self, key: MetadataKey) -> Self {
+        self.metadata_key = Some(key);
+        self
+    }
+
+    /// How long a DEK is reused ([`DEFAULT_DEK_SESSION`] unless set).
+    pub fn dek_session(mut self, policy: DekSessionPolicy) -> Self {
+        self.dek_session = policy;
+        self
+    }
+
+    /// The schema codec (offline catalog unless set).
+    pub fn codec(mut self, codec: Arc<SchemaCodec>) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// PBKDF2 iterations for user keys (600,000 unless set; at least 100,000). Only for
+    /// tests and the legacy format: the count is part of every user recipient.
+    pub fn pbkdf2_iterations(mut self, iterations: u32) -> Self {
+        self.pbkdf2_iterations = Some(iterations);
+        self
+    }
+
+    /// Checks that every key is there and creates the Kafka producer.
+    pub fn build(self) -> Result<Client, Error> {
+        let signer = self
+            .signer
+            .ok_or(Error::Config("no producer signing key"))?;
+        let fleet = self.fleet.ok_or(Error::Config("no fleet public key"))?;
+        if fleet.current().is_none() {
+            return Err(Error::Config("the fleet keyring is empty"));
+        }
+        let result_keys = self
+            .result_keys
+            .ok_or(Error::Config("no result-signing key to verify answers"))?;
+        if result_keys.is_empty() {
+            return Err(Error::Config("the result-signing keyring is empty"));
+        }
+        let metadata_key = self
+            .metadata_key
+            .ok_or(Error::Config("no metadata key for subject pseudonyms"))?;
+        let codec = match self.codec {
+            Some(c) => c,
+            None => Arc::new(SchemaCodec::offline()?),
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                producer: Producer::new(&self.kafka)?,
+                kafka: self.kafka,
+                tenant: self.tenant,
+                codec,
+                signer,
+                fleet,
+                results: Opener::new(result_keys),
+                metadata_key,
+                dek_session: self.dek_session,
+                pbkdf2_iterations: self.pbkdf2_iterations,
+                sealers: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+/// The SDK's entry point. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    producer: Producer,
+    pub(crate) kafka: KafkaConfig,
+    tenant: String,
+    pub(crate) codec: Arc<SchemaCodec>,
+    signer: Arc<SigningKey>,
+    fleet: Arc<Keyring<FleetPublicKey>>,
+    pub(crate) results: Opener,
+    metadata_key: MetadataKey,
+    dek_session: DekSessionPolicy,
+    pbkdf2_iterations: Option<u32>,
+    /// One sealer per user key for requests (their DEK session), by KEK id.
+    sealers: Mutex<HashMap<String, Sealer>>,
+}
+
+impl Client {
+    /// Starts building a client for `tenant` on the Kafka cluster `kafka`.
+    pub fn builder(kafka: KafkaConfig, tenant: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            kafka,
+            tenant: tenant.into(),
+            codec: None,
+            signer: None,
+            fleet: None,
+            result_keys: None,
+            metadata_key: None,
+            dek_session: DEFAULT_DEK_SESSION,
+            pbkdf2_iterations: None,
+        }
+    }
+
+    /// The tenant this client seals for.
+    pub fn tenant(&self) -> &str {
+        &self.inner.tenant
+    }
+
+    /// Derives the user's key from their identity (e.g. email) and passphrase. PBKDF2
+    /// with 600,000 iterations takes about 80 ms of CPU, so it runs on the blocking pool.
+    /// The same credentials give the same key on any device; the backend never stores it.
+    pub async fn login(&self, identity: &str, passphrase: Passphrase) -> Result<User, Error> {
+        let (tenant, id, pass) = (self.inner.tenant.clone(), identity.to_owned(), passphrase);
+        let iterations = self.inner.pbkdf2_iterations;
+        let key = tokio::task::spawn_blocking(move || match iterations {
+            Some(n) => UserKey::derive_with_iterations(&tenant, &id, &pass, n),
+            None => UserKey::derive(&tenant, &id, &pass),
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        Ok(User {
+            key: Arc::new(key),
+            subject: self
+                .inner
+                .metadata_key
+                .pseudonym(&self.inner.tenant, identity),
+        })
+    }
+
+    /// Seals `request` for `user` and the enclave fleet, signs it, and produces it to
+    /// `zenvelope.requests` keyed by the user's subject pseudonym. Returns once the
+    /// broker acknowledged it.
+    pub async fn analyze(&self, user: &User, request: Request) -> Result<Sent, Error> {
+        let datum = AnalysisRequest {
+            instruction: request.instruction,
+            input: AnalysisInput::Text(TextInput::plain(request.text)),
+            model: ModelPreferences {
+                temperature: request.temperature,
+                max_output_tokens: request.max_output_tokens,
+                ..ModelPreferences::default()
+            },
+            limits: RequestLimits::default(),
+            client_reference: request.client_reference,
+        };
+        let (schema_id, plaintext) = self
+            .inner
+            .codec
+            .encode_datum(Subject::AnalysisRequest, &datum)
+            .await?;
+        drop(datum);
+        // The encoded request is plaintext: wiped when dropped.
+        let plaintext = zeroize::Zeroizing::new(plaintext);
+        let fields = HeaderFields {
+            tenant: self.inner.tenant.clone(),
+            subject: user.subject.clone(),
+            kind: Kind::Request,
+            purpose: request.purpose,
+            content_type: media_type::ANALYSIS_REQUEST.to_owned(),
+            schema_id: i32::try_from(schema_id.get())
+                .map_err(|_| Error::Config("the schema id does not fit an int"))?,
+        };
+        let envelope = {
+            let mut sealers = self
+                .inner
+                .sealers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let sealer = sealers
+                .entry(user.key.key_id().to_owned())
+                .or_insert_with(|| {
+                    Sealer::new(vec![user.key.clone(), self.inner.fleet.clone()])
+                        .with_signer(self.inner.signer.clone())
+                        .with_dek_session(self.inner.dek_session)
+                });
+            sealer.seal(&fields, &plaintext)?
+        };
+        self.produce(topic::REQUESTS, &user.subject, &envelope)
+            .await
+    }
+
+    /// Seals `data` for `user` alone (no enclave can open it) and stores it on the
+    /// compacted `zenvelope.vault` topic under `record_id`: a later record with the same
+    /// id replaces it. `content_type` describes the plaintext.
+    pub async fn store(
+        &self,
+        user: &User,
+        record_id: &str,
+        content_type: &str,
+        data: &[u8],
+    ) -> Result<Sent, Error> {
+        let fields = HeaderFields {
+            tenant: self.inner.tenant.clone(),
+            subject: user.subject.clone(),
+            kind: Kind::Record,
+            purpose: Purpose::IndividualRequest,
+            content_type: content_type.to_owned(),
+            schema_id: 0,
+        };
+        let envelope = Sealer::new(vec![user.key.clone()])
+            .with_signer(self.inner.signer.clone())
+            .seal(&fields, data)?;
+        let key = format!("{}/{record_id}", user.subject);
+        self.produce(topic::VAULT, &key, &envelope).await
+    }
+
+    /// Follows `zenvelope.results` and yields `user`'s answers, verified and opened;
+    /// with `from_beginning`, earlier answers too.
+    pub fn results(&self, user: &User, from_beginning: bool) -> Result<Results, Error> {
+        Results::new(self.clone(), user, from_beginning)
+    }
+
+    async fn produce(
+        &self,
+        topic_name: &str,
+        key: &str,
+        envelope: &zenvelope_envelope::Envelope,
+    ) -> Result<Sent, Error> {
+        let subject = match topic_name {
+            topic::VAULT => Subject::VaultValue,
+            _ => Subject::RequestsValue,
+        };
+        let value = self.inner.codec.encode_envelope(subject, envelope).await?;
+        let message_id = envelope.header.message_id.to_string();
+        let record = Outbound::new(topic_name, Some(key.as_bytes().to_vec()), value)
+            .with_header(header::MESSAGE_ID, message_id.clone().into_bytes())
+            .with_header(header::TENANT, self.inner.tenant.clone().into_bytes());
+        let (partition, offset) = self.inner.producer.send(record).await?;
+        Ok(Sent {
+            message_id,
+            partition,
+            offset,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_names_what_is_missing() {
+        let kafka = KafkaConfig::new("127.0.0.1:1");
+        let err = Client::builder(kafka.clone(), "t").build().err();
+        assert_eq!(
+            err.map(|e| e.to_string()),
+            Some("The client is not configured: no producer signing key.".to_owned())
+        );
+        let signer = SigningKey::generate_ecdsa_p256("p", 1).expect("key");
+        let err = Client::builder(kafka, "t")
+            .signer(signer)
+            .fleet_keys(Keyring::new())
+            .build()
+            .err();
+        assert_eq!(
+            err.map(|e| e.to_string()),
+            Some("The client is not configured: the fleet keyring is empty.".to_owned())
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! [`Results`]: a user's answers, verified, opened and deduplicated.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use zenvelope_envelope::{Kind, Limits, UserKey};
+use zenvelope_runtime::{Inbound, Subscriber};
+use zenvelope_schemas::names::{header, media_type, topic};
+use zenvelope_schemas::{AnalysisResult, SchemaId};
+
+use crate::client::{Client, User};
+use crate::error::Error;
+
+/// Correlation ids remembered for deduplication.
+const DEDUPE_WINDOW: usize = 100_000;
+
+/// An opened answer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The request's message id.
+    pub correlation_id: String,
+    /// `Kind::Result` for a model answer, `Kind::Error` when the request could not be
+    /// answered (the text then says why, without echoing the request).
+    pub kind: Kind,
+    /// The model's output, or the error's explanation.
+    pub text: String,
+    /// Provider and model that answered (results only).
+    pub provider: Option<(String, String)>,
+    /// The caller's reference from the request, echoed (results only).
+    pub client_reference: Option<String>,
+}
+
+impl std::fmt::Debug for Answer {
+    /// Elides the text: it is the user's data.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("correlation_id", &self.correlation_id)
+            .field("kind", &self.kind)
+            .field("text_len", &self.text.len())
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user's answers from `zenvelope.results`, in arrival order, each once.
+pub struct Results {
+    client: Client,
+    key: Arc<UserKey>,
+    subject: String,
+    subscriber: Subscriber,
+    seen: Dedupe,
+    limits: Limits,
+}
+
+/// The most recent correlation ids, bounded: at most `cap` are remembered.
+struct Dedupe {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+    cap: usize,
+}
+
+impl Dedupe {
+    fn new(cap: usize) -> Self {
+        Self {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
+    /// Notes `id`; `false` if it is already remembered.
+    fn insert(&mut self, id: &str) -> bool {
+        if !self.seen.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        if self.order.len() > self.cap
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
+    }
+}
+
+impl Results {
+    pub(crate) fn new(client: Client, user: &User, from_beginning: bool) -> Result<Self, Error> {
+        // A group of its own: every subscriber sees every answer of its user.
+        let group = format!(
+            "zenvelope-sdk-{}-{}",
+            user.subject(),
+            zenvelope_envelope::MessageId::new_v7()
+        );
+        let subscriber = Subscriber::new(
+            &client.inner.kafka,
+            &group,
+            &[topic::RESULTS],
+            from_beginning,
+        )?;
+        Ok(Self {
+            key: user.key.clone(),
+            subject: user.subject().to_owned(),
+            subscriber,
+            client,
+            seen: Dedupe::new(DEDUPE_WINDOW),
+            limits: Limits::default(),
+        })
+    }
+
+    /// The next answer for this user. Answers for other users are skipped by their
+    /// subject header; a duplicate of an answer already returned is skipped. An answer
+    /// that names this user but cannot be verified or opened is returned as
+    /// [`Error::Unopenable`]; call `next` again to go on.
+    pub async fn next(&mut self) -> Result<Answer, Error> {
+        loop {
+            let record = self.subscriber.recv().await?;
+            if record.header(header::SUBJECT) != Some(self.subject.as_bytes()) {
+                continue;
+            }
+            if let Some(id) = record.header(header::CORRELATION_ID)
+                && self.seen.contains(String::from_utf8_lossy(id).as_ref())
+            {
+                continue;
+            }
+            let answer = self.open(&record).await.map_err(|e| Error::Unopenable {
+                topic: record.topic.clone(),
+                offset: record.offset,
+                source: Box::new(e),
+            })?;
+            if !self.seen.insert(&answer.correlation_id) {
+                continue;
+            }
+            return Ok(answer);
+        }
+    }
+
+    async fn open(&self, record: &Inbound) -> Result<Answer, Error> {
+        let inner = &self.client.inner;
+        let envelope = inner
+            .codec
+            .decode_envelope(&record.payload, &self.limits)
+            .await?;
+        let opened = inner.results.open(envelope, &*self.key)?;
+        let header = opened.header().clone();
+        if header.subject != self.subject || !header.kind.is_response() {
+            return Err(Error::Envelope(zenvelope_envelope::Error::InvalidInput(
+                "not an answer for this user",
+            )));
+        }
+        let correlation_id =
+            header
+                .correlation_id
+                .map(|c| c.to_string())
+                .ok_or(Error::Envelope(zenvelope_envelope::Error::InvalidInput(
+                    "an answer without a correlation id",
+                )))?;
+        if header.content_type == media_type::ANALYSIS_RESULT {
+            let id = u32::try_from(header.schema_id).map_err(|_| {
+                Error::Envelope(zenvelope_envelope::Error::InvalidInput("bad schema id"))
+            })?;
+            let result: AnalysisResult = inner
+                .codec
+                .decode_datum(SchemaId::new(id), opened.plaintext())
+                .await?;
+            Ok(Answer {
+                correlation_id,
+                kind: header.kind,
+                text: result.output,
+                provider: Some((result.provider, result.model)),
+                client_reference: result.client_reference,
+            })
+        } else {
+            Ok(Answer {
+                correlation_id,
+                kind: header.kind,
+                text: String::from_utf8_lossy(opened.plaintext()).into_owned(),
+                provider: None,
+                client_reference: None,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dedupe;
+
+    #[test]
+    fn dedupe_remembers_the_most_recent_ids_only() {
+        let mut d = Dedupe::new(2);
+        assert!(d.insert("a"));
+        assert!(!d.insert("a"), "a duplicate");
+        assert!(d.insert("b"));
+        assert!(d.insert("c"), "evicts a");
+        assert!(d.contains("b") && d.contains("c"));
+        assert!(!d.contains("a"));
+        assert!(d.insert("a"), "forgotten, so new again");
+    }
+}
