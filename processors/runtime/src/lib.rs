@@ -21,6 +21,7 @@
 //! - [`Producer`], [`Subscriber`], [`ensure_topics`], [`committed_offsets`]: the pieces
 //!   other services (SDK, CLI, audit sink, tests) need.
 //! - [`install_metrics`]: the Prometheus exporter; the metric names are in [`metric`].
+//! - [`EmbeddedBroker`]: librdkafka's in-process mock cluster, for local runs.
 //!
 //! Nothing here logs, counts or returns record keys, values or header values: only
 //! topics, partitions, offsets, lengths and reason codes.
@@ -51,6 +52,7 @@
 
 mod admin;
 mod config;
+mod embedded;
 mod error;
 mod message;
 mod processor;
@@ -65,6 +67,7 @@ pub use config::{
     DEFAULT_CLIENT_ID, ENV_SEPARATOR, KafkaConfig, PROPERTIES_FIELD, ProcessorConfig,
     TelemetryConfig, load_config, load_config_from_vars,
 };
+pub use embedded::EmbeddedBroker;
 pub use error::{Error, KafkaFailure};
 pub use message::{Disposition, Handler, Inbound, Outbound};
 pub use processor::{MAX_BACKOFF_MS, RunSummary, reason, run};

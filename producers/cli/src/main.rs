@@ -25,10 +25,12 @@ struct Cli {
 enum Command {
     /// Run the pipeline locally on sample journal entries and show every stage.
     ///
-    /// Seals each entry on the "user's side" (user key from a passphrase with PBKDF2,
-    /// fleet key wrap, producer signature), shows what the broker would see, opens it as
-    /// the enclave would, answers with the clearly labelled offline analyser (not a
-    /// model), seals the answer under the response key, and opens it again as the user.
+    /// Starts an embedded Kafka-protocol broker (or uses --bootstrap), the enclave host
+    /// and the enclave application in this process, then seals each entry with the
+    /// producer SDK (user key from a passphrase with PBKDF2, fleet key wrap, producer
+    /// signature), shows what the broker holds, lets the enclave open it and answer with
+    /// the clearly labelled offline analyser (not a model), opens the sealed answer as the
+    /// user, and prints the audit trail. Dev keys only; nothing is kept.
     ///
     /// Example: zenvelope demo --entries 2 --iterations 100000
     Demo(demo::Args),

@@ -58,6 +58,19 @@ fn demo_runs_every_stage_and_never_prints_the_entries() {
     );
     assert!(stdout.contains("NOT a model"));
     assert!(stdout.contains("\"kind\":\"REQUEST\""));
+    // Through the broker: the record's key is the pseudonym, the host processed both, and
+    // two audit events per entry (opened, disclosure receipt) came back from the topic.
+    assert_eq!(
+        stdout.matches("plaintext in the record: no").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(stdout.contains("key \"sp1_"), "{stdout}");
+    assert!(
+        stdout.contains("stopped: 2 requests processed, 0 dead-lettered"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("disclosure receipt:").count(), 2, "{stdout}");
     // The journal entries themselves never reach the terminal, the wire dump or the broker view.
     for fragment in [
         "Slept four hours",
