@@ -292,13 +292,22 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
     let summary = host.await.context("the host task failed")??;
     let _ = app.await;
     println!(
-        "\nhost       stopped: {} requests processed, {} dead-lettered; offsets committed after every ack",
-        summary.processed, summary.dead_lettered
+        "\nhost       stopped: {} processed, {} dead-lettered; offsets committed after every ack",
+        plural(summary.processed, "request"),
+        summary.dead_lettered
     );
     println!(
         "\nNext: docs/enclave-worker.md runs the same parts as separate processes with dev attestation and a KMS emulator."
     );
     Ok(())
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn random_32() -> anyhow::Result<[u8; 32]> {
