@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
@@ -71,6 +71,25 @@ pub async fn ensure_topics_replicated(
         }
     }
     Ok(())
+}
+
+/// Checks that a broker at `kafka.bootstrap_servers` answers a metadata request within
+/// `timeout`: a quick, clear failure before anything that would wait longer.
+pub async fn check_broker(kafka: &KafkaConfig, timeout: Duration) -> Result<(), Error> {
+    let config = kafka.client_config();
+    let servers = kafka.bootstrap_servers.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create().map_err(|e| Error::client("consumer", e))?;
+        consumer
+            .fetch_metadata(None, timeout)
+            .map(|_| ())
+            .map_err(|_| Error::Unreachable {
+                bootstrap_servers: servers,
+                waited_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            })
+    })
+    .await
+    .map_err(|_| Error::kafka("check broker", KafkaError::Canceled))?
 }
 
 /// The offsets `group_id` has committed on each partition of `topic` (the next offset it

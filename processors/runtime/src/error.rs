@@ -64,6 +64,16 @@ pub enum Error {
         #[source]
         source: KafkaFailure,
     },
+    /// No broker answered a metadata request in time.
+    #[error(
+        "no Kafka broker answered at {bootstrap_servers} within {waited_ms} ms (is it running, and is the address right?)"
+    )]
+    Unreachable {
+        /// The addresses tried.
+        bootstrap_servers: String,
+        /// How long the client waited.
+        waited_ms: u64,
+    },
     /// A Kafka operation failed.
     #[error("the Kafka operation \"{operation}\" failed: {source}")]
     Kafka {

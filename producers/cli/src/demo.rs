@@ -37,6 +37,8 @@ const TENANT: &str = "demo-clinic";
 const USER: &str = "alice@example.com";
 /// A dev-only passphrase: the demo is not a place for real credentials.
 const DANGER_DEMO_PASSPHRASE: &str = "demo passphrase: dev only";
+/// How long `--bootstrap` may take to answer before the demo gives up.
+const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the demo waits for one answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -99,9 +101,10 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
     let (_embedded, kafka) = match &args.bootstrap {
         Some(servers) => {
             let kafka = KafkaConfig::new(servers.clone());
+            zenvelope_runtime::check_broker(&kafka, BROKER_CHECK_TIMEOUT).await?;
             zenvelope_runtime::ensure_topics(&kafka, &topics)
                 .await
-                .with_context(|| format!("cannot reach the broker at {servers}"))?;
+                .with_context(|| format!("cannot create the demo's topics on {servers}"))?;
             println!("broker     {servers} (given with --bootstrap)");
             (None, kafka)
         }

@@ -105,6 +105,31 @@ fn demo_rejects_out_of_range_arguments() {
     assert!(!out.status.success());
 }
 
+/// A broker that is not there: a clear error naming the address, exit status 1.
+#[test]
+fn demo_with_an_unreachable_broker_fails_clearly() {
+    let out = zenvelope(
+        &[
+            "demo",
+            "--entries",
+            "1",
+            "--iterations",
+            "100000",
+            "--rsa-bits",
+            "2048",
+            "--bootstrap",
+            "127.0.0.1:1",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no Kafka broker answered at 127.0.0.1:1 within 10000 ms"),
+        "{stderr}"
+    );
+}
+
 /// The first golden vector's envelope (hex) and message id.
 fn vector_envelope() -> (String, String) {
     let path = concat!(
