@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use zenvelope_enclave::app::{
-    AppConfig, CacheConfig, FreshnessConfig, LimitsConfig, ModelConfig, ProcessedOutcome,
-    Processor, ProcessorParts, REASON_PROVIDER_FAILED, TEXT_PLAIN_UTF8, TenantPolicy, serve,
+    AppConfig, CacheConfig, FreshnessConfig, ModelConfig, ProcessedOutcome, Processor,
+    ProcessorParts, REASON_PROVIDER_FAILED, TEXT_PLAIN_UTF8, TenantPolicy, serve,
 };
 use zenvelope_enclave::providers::offline::{OFFLINE_LABEL, OFFLINE_PROVIDER_NAME};
 use zenvelope_enclave::providers::{
@@ -132,7 +132,7 @@ fn config() -> AppConfig {
         )]),
         freshness: FreshnessConfig::default(),
         danger_accept_unsigned: false,
-        limits: LimitsConfig::default(),
+        limits: zenvelope_envelope::Limits::default(),
         model: ModelConfig {
             model: "test-model".to_owned(),
             max_output_tokens: Some(512),
@@ -670,12 +670,21 @@ async fn read_until<F: FnMut(&Frame) -> bool>(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_answers_concurrent_requests_over_tcp() {
+/// A fixture whose model answers after `delay`, served on a loopback port with
+/// `max_in_flight`: the fixture, the address, the shutdown token and the server task.
+async fn serving(
+    delay: Duration,
+    max_in_flight: usize,
+) -> (
+    Fixture,
+    TransportAddr,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
     let f = fixture_with(
         config(),
         TestProvider {
-            delay: Some(Duration::from_millis(50)),
+            delay: Some(delay),
             ..TestProvider::default()
         },
         false,
@@ -688,7 +697,18 @@ async fn serve_answers_concurrent_requests_over_tcp() {
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(serve(listener, f.processor.clone(), shutdown.clone(), 8));
+    let server = tokio::spawn(serve(
+        listener,
+        f.processor.clone(),
+        shutdown.clone(),
+        max_in_flight,
+    ));
+    (f, addr, shutdown, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_concurrent_requests_over_tcp() {
+    let (f, addr, shutdown, server) = serving(Duration::from_millis(50), 8).await;
 
     let mut requests = Vec::new();
     let mut s = sealer();
@@ -757,23 +777,7 @@ async fn serve_answers_concurrent_requests_over_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_replies_busy_over_the_in_flight_bound() {
-    let f = fixture_with(
-        config(),
-        TestProvider {
-            delay: Some(Duration::from_millis(500)),
-            ..TestProvider::default()
-        },
-        false,
-    );
-    let listener = "tcp://127.0.0.1:0"
-        .parse::<TransportAddr>()
-        .expect("addr")
-        .bind()
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(serve(listener, f.processor.clone(), shutdown.clone(), 1));
+    let (f, addr, shutdown, server) = serving(Duration::from_millis(500), 1).await;
     let mut conn = addr.connect().await.expect("connect");
     conn.hello(Role::Host).await.expect("hello");
     let mut s = sealer();

@@ -39,7 +39,7 @@ pub struct AppConfig {
     pub danger_accept_unsigned: bool,
     /// Size bounds of request envelopes, checked before anything is allocated.
     #[serde(default)]
-    pub limits: LimitsConfig,
+    pub limits: Limits,
     /// The model this enclave calls and the bounds on what a request may ask of it.
     pub model: ModelConfig,
     /// Sizes of the duplicate-request and DEK caches.
@@ -146,56 +146,6 @@ impl Default for FreshnessConfig {
     }
 }
 
-/// Envelope size limits (see `docs/envelope-spec.md`, section 11.2).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Largest encoded envelope, in bytes.
-    pub max_envelope_bytes: usize,
-    /// Largest payload blob, in bytes.
-    pub max_payload_bytes: usize,
-    /// Most recipients.
-    pub max_recipients: usize,
-    /// Longest string field, in bytes.
-    pub max_string_bytes: usize,
-    /// Longest recipient `params`, in bytes.
-    pub max_params_bytes: usize,
-    /// Longest wrapped key or signature, in bytes.
-    pub max_key_bytes: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Limits::default().into()
-    }
-}
-
-impl From<Limits> for LimitsConfig {
-    fn from(l: Limits) -> Self {
-        Self {
-            max_envelope_bytes: l.max_envelope_bytes,
-            max_payload_bytes: l.max_payload_bytes,
-            max_recipients: l.max_recipients,
-            max_string_bytes: l.max_string_bytes,
-            max_params_bytes: l.max_params_bytes,
-            max_key_bytes: l.max_key_bytes,
-        }
-    }
-}
-
-impl From<LimitsConfig> for Limits {
-    fn from(l: LimitsConfig) -> Self {
-        Self {
-            max_envelope_bytes: l.max_envelope_bytes,
-            max_payload_bytes: l.max_payload_bytes,
-            max_recipients: l.max_recipients,
-            max_string_bytes: l.max_string_bytes,
-            max_params_bytes: l.max_params_bytes,
-            max_key_bytes: l.max_key_bytes,
-        }
-    }
-}
-
 /// The model the enclave calls. Requests may lower, never raise, these bounds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -260,6 +210,23 @@ pub(crate) fn encode_hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// `[limits]` reads into the envelope crate's `Limits`: unset fields keep their
+    /// defaults, unknown ones are refused.
+    #[test]
+    fn limits_take_defaults_and_refuse_unknown_fields() {
+        let base = "[tenants.clinic]\nallowed_purposes = [\"TREATMENT\"]\n[model]\nmodel = \"m\"\n";
+        let cfg =
+            AppConfig::from_toml(&format!("{base}[limits]\nmax_recipients = 4\n")).expect("parses");
+        assert_eq!(
+            cfg.limits,
+            Limits {
+                max_recipients: 4,
+                ..Limits::default()
+            }
+        );
+        assert!(AppConfig::from_toml(&format!("{base}[limits]\nmax_recipient = 4\n")).is_err());
+    }
+
     #[test]
     fn parses_a_minimal_config_and_refuses_unknown_fields() {
         let cfg = AppConfig::from_toml(
@@ -275,7 +242,7 @@ mod tests {
         assert_eq!(cfg.freshness.max_age_ms, 900_000);
         assert!(!cfg.danger_accept_unsigned);
         assert_eq!(
-            Limits::from(cfg.limits).max_envelope_bytes,
+            cfg.limits.max_envelope_bytes,
             Limits::default().max_envelope_bytes
         );
         assert!(

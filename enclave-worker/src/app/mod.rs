@@ -41,8 +41,8 @@ mod serve;
 pub mod telemetry;
 
 pub use config::{
-    AppConfig, CacheConfig, DEFAULT_ACTOR, FreshnessConfig, LimitsConfig, ModelConfig,
-    TenantPolicy, TrustedSignerConfig,
+    AppConfig, CacheConfig, DEFAULT_ACTOR, FreshnessConfig, ModelConfig, TenantPolicy,
+    TrustedSignerConfig,
 };
 pub use dek_cache::{CachingUnwrapper, DekCacheStats};
 pub use processor::{

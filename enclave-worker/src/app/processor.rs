@@ -166,7 +166,7 @@ impl Processor {
         for (tenant, policy) in &config.tenants {
             tenants.insert(tenant.clone(), policy.purposes(tenant)?);
         }
-        let limits = Limits::from(config.limits);
+        let limits = config.limits;
         let mut opener = Opener::new(parts.trusted_signers).with_limits(limits);
         if config.danger_accept_unsigned {
             tracing::warn!(

@@ -13,6 +13,11 @@ use crate::model::{
 
 /// Size limits enforced while decoding (and while sealing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(deny_unknown_fields, default)
+)]
 pub struct Limits {
     /// Largest encoded envelope accepted, in bytes.
     pub max_envelope_bytes: usize,
