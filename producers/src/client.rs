@@ -216,7 +216,26 @@ pub(crate) struct Inner {
     dek_session: DekSessionPolicy,
     pbkdf2_iterations: Option<u32>,
     /// One sealer per user key for requests (their DEK session), by KEK id.
-    sealers: Mutex<HashMap<String, Sealer>>,
+    sealers: Mutex<HashMap<String, Arc<Mutex<Sealer>>>>,
+}
+
+/// Seals on the blocking pool: the producer's RSA-PSS signature costs about 2 ms of CPU,
+/// too long for the async reactor. The user's sealer is locked while it seals, so its
+/// DEK session counts every message.
+async fn seal_off_reactor(
+    sealer: Arc<Mutex<Sealer>>,
+    fields: HeaderFields,
+    plaintext: zeroize::Zeroizing<Vec<u8>>,
+) -> Result<zenvelope_envelope::Envelope, Error> {
+    tokio::task::spawn_blocking(move || {
+        sealer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .seal(&fields, &plaintext)
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?
+    .map_err(Error::from)
 }
 
 impl Client {
@@ -293,21 +312,21 @@ impl Client {
             schema_id: i32::try_from(schema_id.get())
                 .map_err(|_| Error::Config("the schema id does not fit an int"))?,
         };
-        let envelope = {
-            let mut sealers = self
-                .inner
-                .sealers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let sealer = sealers
-                .entry(user.key.key_id().to_owned())
-                .or_insert_with(|| {
+        let sealer = self
+            .inner
+            .sealers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(user.key.key_id().to_owned())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(
                     Sealer::new(vec![user.key.clone(), self.inner.fleet.clone()])
                         .with_signer(self.inner.signer.clone())
-                        .with_dek_session(self.inner.dek_session)
-                });
-            sealer.seal(&fields, &plaintext)?
-        };
+                        .with_dek_session(self.inner.dek_session),
+                ))
+            })
+            .clone();
+        let envelope = seal_off_reactor(sealer, fields, plaintext).await?;
         self.produce(topic::REQUESTS, &user.subject, &envelope)
             .await
     }
@@ -330,9 +349,13 @@ impl Client {
             content_type: content_type.to_owned(),
             schema_id: 0,
         };
-        let envelope = Sealer::new(vec![user.key.clone()])
-            .with_signer(self.inner.signer.clone())
-            .seal(&fields, data)?;
+        let sealer = Sealer::new(vec![user.key.clone()]).with_signer(self.inner.signer.clone());
+        let envelope = seal_off_reactor(
+            Arc::new(Mutex::new(sealer)),
+            fields,
+            zeroize::Zeroizing::new(data.to_vec()),
+        )
+        .await?;
         let key = format!("{}/{record_id}", user.subject);
         self.produce(topic::VAULT, &key, &envelope).await
     }

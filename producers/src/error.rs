@@ -28,7 +28,7 @@ pub enum Error {
         /// Why (opaque for crypto failures).
         source: Box<Error>,
     },
-    /// A background task failed (key derivation).
+    /// A background task failed (key derivation or sealing).
     #[error("A background task failed: {0}")]
     Task(String),
 }
