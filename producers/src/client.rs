@@ -47,7 +47,9 @@ impl std::fmt::Debug for User {
 }
 
 /// An analysis request: an instruction, the text to analyse, and optional preferences.
-#[derive(Clone, Debug)]
+/// `Debug` shows lengths only: everything but the purpose and the preferences is the
+/// user's data.
+#[derive(Clone)]
 pub struct Request {
     /// What the model is asked to do (sealed).
     pub instruction: String,
@@ -61,6 +63,19 @@ pub struct Request {
     pub max_output_tokens: Option<i32>,
     /// The caller's own reference (e.g. its entry id), echoed in the answer (sealed).
     pub client_reference: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("instruction_len", &self.instruction.len())
+            .field("text_len", &self.text.len())
+            .field("purpose", &self.purpose)
+            .field("temperature", &self.temperature)
+            .field("max_output_tokens", &self.max_output_tokens)
+            .field("has_client_reference", &self.client_reference.is_some())
+            .finish()
+    }
 }
 
 impl Request {
@@ -412,5 +427,15 @@ mod tests {
             err.map(|e| e.to_string()),
             Some("The client is not configured: the fleet keyring is empty.".to_owned())
         );
+    }
+
+    #[test]
+    fn request_debug_shows_no_user_data() {
+        let canary = "CANARY-PHI-5f1c9e";
+        let r = Request::text(format!("Summarise {canary}"), format!("Entry {canary}"))
+            .with_client_reference(canary);
+        let shown = format!("{r:?}");
+        assert!(!shown.contains(canary), "{shown}");
+        assert!(shown.contains("text_len: 23"), "{shown}");
     }
 }
