@@ -74,7 +74,8 @@ pub use codec::SchemaCodec;
 pub use error::Error;
 pub use names::{Subject, Topic};
 pub use records::{
-    AnalysisInput, AnalysisRequest, AnalysisResult, AuditEvent, AuditOperation, BinaryInput,
-    DeadLetter, Disclosure, FinishReason, KeyAlgorithm, KeyDirectoryEntry, KeyPurpose, KeyStatus,
-    ModelPreferences, Outcome, PurposeOfUse, Record, RequestLimits, TextInput, TokenUsage,
+    ATTESTATION_BINDING_LABEL, AnalysisInput, AnalysisRequest, AnalysisResult, AuditEvent,
+    AuditOperation, BinaryInput, DeadLetter, Disclosure, FinishReason, KeyAlgorithm,
+    KeyDirectoryEntry, KeyPurpose, KeyStatus, ModelPreferences, Outcome, PurposeOfUse, Record,
+    RequestLimits, TextInput, TokenUsage,
 };

@@ -3,8 +3,8 @@
 use crate::error::Error;
 use crate::frame::{CloseReason, ErrorCode, Frame, FrameType, Message, Opaque, Outcome, Role};
 use crate::{
-    DEFAULT_MAX_BODY_BYTES, HEADER_LEN, MAX_AUDIT_EVENTS, MAX_HOST_BYTES, MAX_REASON_CODE_BYTES,
-    MAX_TEXT_BYTES, PROTOCOL_VERSION,
+    DEFAULT_MAX_BODY_BYTES, HEADER_LEN, MAX_AUDIT_EVENTS, MAX_HOST_BYTES, MAX_KEY_ENTRIES,
+    MAX_REASON_CODE_BYTES, MAX_TEXT_BYTES, PROTOCOL_VERSION,
 };
 
 /// Outcome tag of a `Result` outcome.
@@ -22,6 +22,8 @@ const F_REASON_CODE: &str = "reason_code";
 const F_DETAIL: &str = "detail";
 const F_AUDIT_COUNT: &str = "audit_count";
 const F_AUDIT_EVENT: &str = "audit_event";
+const F_KEY_COUNT: &str = "key_count";
+const F_KEY_ENTRY: &str = "key_entry";
 const F_CONN_ID: &str = "conn_id";
 const F_HOST: &str = "host";
 const F_PORT: &str = "port";
@@ -156,6 +158,35 @@ impl<'a> Reader<'a> {
         let len = self.len_u32(field)?;
         Ok(Opaque::from(self.take(len, field)?))
     }
+    /// `u16be count` (at most `max_items`) then that many `bytes` items.
+    fn opaque_list(
+        &mut self,
+        count_field: &'static str,
+        item_field: &'static str,
+        max_items: usize,
+    ) -> Result<Vec<Opaque>, Error> {
+        let count = usize::from(self.u16(count_field)?);
+        if count > max_items {
+            return Err(Error::FieldTooLong {
+                frame: self.frame,
+                field: count_field,
+                length: count,
+                max: max_items,
+            });
+        }
+        // Each item takes at least its 4-byte length: bound the allocation by what is left.
+        if count > self.buf.len() / 4 {
+            return Err(Error::Truncated {
+                frame: self.frame,
+                field: item_field,
+            });
+        }
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            items.push(self.opaque(item_field)?);
+        }
+        Ok(items)
+    }
     fn text(&mut self, len: usize, max: usize, field: &'static str) -> Result<String, Error> {
         if len > max {
             return Err(Error::FieldTooLong {
@@ -240,26 +271,7 @@ fn decode_body(frame: FrameType, body: &[u8]) -> Result<Message, Error> {
                     });
                 }
             };
-            let count = usize::from(r.u16(F_AUDIT_COUNT)?);
-            if count > MAX_AUDIT_EVENTS {
-                return Err(Error::FieldTooLong {
-                    frame,
-                    field: F_AUDIT_COUNT,
-                    length: count,
-                    max: MAX_AUDIT_EVENTS,
-                });
-            }
-            // Each datum takes at least its 4-byte length: bound the allocation by what is left.
-            if count > r.buf.len() / 4 {
-                return Err(Error::Truncated {
-                    frame,
-                    field: F_AUDIT_EVENT,
-                });
-            }
-            let mut audit_events = Vec::with_capacity(count);
-            for _ in 0..count {
-                audit_events.push(r.opaque(F_AUDIT_EVENT)?);
-            }
+            let audit_events = r.opaque_list(F_AUDIT_COUNT, F_AUDIT_EVENT, MAX_AUDIT_EVENTS)?;
             Message::Processed {
                 request_id,
                 outcome,
@@ -299,6 +311,10 @@ fn decode_body(frame: FrameType, body: &[u8]) -> Result<Message, Error> {
             })?;
             Message::EgressClose { conn_id, reason }
         }
+        FrameType::KeysRequest => Message::KeysRequest,
+        FrameType::Keys => Message::Keys {
+            entries: r.opaque_list(F_KEY_COUNT, F_KEY_ENTRY, MAX_KEY_ENTRIES)?,
+        },
         FrameType::Ping => Message::Ping {
             nonce: r.u64(F_NONCE)?,
         },
@@ -416,6 +432,30 @@ fn put_opaque(bytes: &[u8], max: u32, out: &mut Vec<u8>) -> Result<(), Error> {
     Ok(())
 }
 
+fn put_opaque_list(
+    frame: FrameType,
+    count_field: &'static str,
+    items: &[Opaque],
+    max_items: usize,
+    max: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let count = u16::try_from(items.len())
+        .ok()
+        .filter(|c| usize::from(*c) <= max_items)
+        .ok_or(Error::FieldTooLong {
+            frame,
+            field: count_field,
+            length: items.len(),
+            max: max_items,
+        })?;
+    out.extend_from_slice(&count.to_be_bytes());
+    for item in items {
+        put_opaque(item.as_bytes(), max, out)?;
+    }
+    Ok(())
+}
+
 fn put_text8(
     frame: FrameType,
     field: &'static str,
@@ -510,19 +550,18 @@ fn encode_body(
                     put_text16(frame, F_DETAIL, detail, MAX_TEXT_BYTES, out)?;
                 }
             }
-            let count = u16::try_from(audit_events.len())
-                .ok()
-                .filter(|c| usize::from(*c) <= MAX_AUDIT_EVENTS)
-                .ok_or(Error::FieldTooLong {
-                    frame,
-                    field: F_AUDIT_COUNT,
-                    length: audit_events.len(),
-                    max: MAX_AUDIT_EVENTS,
-                })?;
-            out.extend_from_slice(&count.to_be_bytes());
-            for event in audit_events {
-                put_opaque(event.as_bytes(), max, out)?;
-            }
+            put_opaque_list(
+                frame,
+                F_AUDIT_COUNT,
+                audit_events,
+                MAX_AUDIT_EVENTS,
+                max,
+                out,
+            )?;
+        }
+        Message::KeysRequest => {}
+        Message::Keys { entries } => {
+            put_opaque_list(frame, F_KEY_COUNT, entries, MAX_KEY_ENTRIES, max, out)?;
         }
         Message::EgressOpen {
             conn_id,

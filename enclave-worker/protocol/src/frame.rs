@@ -247,6 +247,16 @@ pub enum Message {
         /// Why.
         reason: CloseReason,
     },
+    /// Host → enclave: send the key directory entries for the keys this enclave holds.
+    KeysRequest,
+    /// Enclave → host: the key directory entries, each an encoded `KeyDirectoryEntry`
+    /// datum (opaque here) carrying its own attestation document, at most
+    /// [`MAX_KEY_ENTRIES`](crate::MAX_KEY_ENTRIES). The host publishes them unchanged on
+    /// `zenvelope.keys`; readers verify the evidence, so the host is not trusted with them.
+    Keys {
+        /// The encoded entries.
+        entries: Vec<Opaque>,
+    },
     /// Liveness probe.
     Ping {
         /// Echoed in `Pong`.
@@ -279,6 +289,8 @@ impl Message {
             Message::EgressOpened { .. } => FrameType::EgressOpened,
             Message::EgressData { .. } => FrameType::EgressData,
             Message::EgressClose { .. } => FrameType::EgressClose,
+            Message::KeysRequest => FrameType::KeysRequest,
+            Message::Keys { .. } => FrameType::Keys,
             Message::Ping { .. } => FrameType::Ping,
             Message::Pong { .. } => FrameType::Pong,
             Message::Error { .. } => FrameType::Error,
@@ -338,6 +350,10 @@ frame_types! {
     Ping = 0x30, "Ping";
     /// `Pong`.
     Pong = 0x31, "Pong";
+    /// `KeysRequest`.
+    KeysRequest = 0x40, "KeysRequest";
+    /// `Keys`.
+    Keys = 0x41, "Keys";
     /// `Error`.
     Error = 0x7f, "Error";
 }

@@ -34,6 +34,8 @@
 //! | `EgressClose` | `0x23` | `conn_id u32` `reason u8` ([`CloseReason`] code 0–5) |
 //! | `Ping` | `0x30` | `nonce u64` |
 //! | `Pong` | `0x31` | `nonce u64` |
+//! | `KeysRequest` | `0x40` | empty |
+//! | `Keys` | `0x41` | `key_count u16` (≤ 64) and that many `key_entry bytes` (encoded `KeyDirectoryEntry` datums) |
 //! | `Error` | `0x7f` | `code u16` `message text16` (≤ 1024 bytes) |
 //!
 //! # Decoding rules
@@ -83,3 +85,6 @@ pub const MAX_TEXT_BYTES: usize = 1024;
 
 /// Most audit event datums in one `Processed` frame.
 pub const MAX_AUDIT_EVENTS: usize = 1024;
+
+/// Most key directory entries in one `Keys` frame.
+pub const MAX_KEY_ENTRIES: usize = 64;

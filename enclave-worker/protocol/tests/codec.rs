@@ -3,8 +3,8 @@
 use proptest::prelude::*;
 use zenvelope_enclave_protocol::{
     CloseReason, DEFAULT_MAX_BODY_BYTES, Decoded, Decoder, Encoder, Error, ErrorCode, Frame,
-    FrameType, HEADER_LEN, MAX_AUDIT_EVENTS, MAX_TEXT_BYTES, Message, Opaque, Outcome,
-    PROTOCOL_VERSION, Role, decode_frame, encode_frame,
+    FrameType, HEADER_LEN, MAX_AUDIT_EVENTS, MAX_KEY_ENTRIES, MAX_TEXT_BYTES, Message, Opaque,
+    Outcome, PROTOCOL_VERSION, Role, decode_frame, encode_frame,
 };
 
 fn header(body_len: u32, version: u8, frame_type: u8, stream_id: u64) -> Vec<u8> {
@@ -47,6 +47,75 @@ fn ping_known_answer() {
         "00000008".to_owned() + "01" + "30" + "0102030405060708" + "1122334455667788"
     );
     assert_eq!(decode_one(&bytes).unwrap(), frame);
+}
+
+#[test]
+fn keys_known_answers() {
+    let request = Frame::new(9, Message::KeysRequest);
+    let bytes = encode_frame(&request).unwrap();
+    assert_eq!(
+        hex(&bytes),
+        "00000000".to_owned() + "01" + "40" + "0000000000000009"
+    );
+    assert_eq!(decode_one(&bytes).unwrap(), request);
+
+    let keys = Frame::new(
+        9,
+        Message::Keys {
+            entries: vec![Opaque::new(vec![0xab, 0xcd]), Opaque::new(vec![])],
+        },
+    );
+    let bytes = encode_frame(&keys).unwrap();
+    assert_eq!(
+        hex(&bytes),
+        "0000000c".to_owned()
+            + "01"
+            + "41"
+            + "0000000000000009"
+            + "0002"
+            + "00000002abcd"
+            + "00000000"
+    );
+    assert_eq!(decode_one(&bytes).unwrap(), keys);
+}
+
+#[test]
+fn keys_frame_bounds_its_entry_count() {
+    let too_many = Message::Keys {
+        entries: vec![Opaque::new(vec![1]); MAX_KEY_ENTRIES + 1],
+    };
+    assert!(matches!(
+        encode_frame(&Frame::new(1, too_many)),
+        Err(Error::FieldTooLong {
+            field: "key_count",
+            max: MAX_KEY_ENTRIES,
+            ..
+        })
+    ));
+    // A count above the bound is refused before anything is allocated for it.
+    let count = u16::try_from(MAX_KEY_ENTRIES + 1).unwrap().to_be_bytes();
+    let bytes = header(2, PROTOCOL_VERSION, FrameType::Keys.code(), 1);
+    let bytes = [bytes, count.to_vec()].concat();
+    assert!(matches!(
+        decode_frame(&bytes, DEFAULT_MAX_BODY_BYTES),
+        Err(Error::FieldTooLong {
+            field: "key_count",
+            ..
+        })
+    ));
+    // A count the remaining bytes cannot hold is truncation, not a huge allocation.
+    let bytes = [
+        header(2, PROTOCOL_VERSION, FrameType::Keys.code(), 1),
+        vec![0, 5],
+    ]
+    .concat();
+    assert!(matches!(
+        decode_frame(&bytes, DEFAULT_MAX_BODY_BYTES),
+        Err(Error::Truncated {
+            field: "key_entry",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -155,6 +224,8 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(conn_id, data)| Message::EgressData { conn_id, data }),
         (any::<u32>(), close_reason())
             .prop_map(|(conn_id, reason)| Message::EgressClose { conn_id, reason }),
+        Just(Message::KeysRequest),
+        proptest::collection::vec(opaque(256), 0..8).prop_map(|entries| Message::Keys { entries }),
         any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
         any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
         (any::<u16>(), text(MAX_TEXT_BYTES / 4)).prop_map(|(code, message)| Message::Error {

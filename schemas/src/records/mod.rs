@@ -20,7 +20,9 @@ use serde::de::DeserializeOwned;
 
 pub use audit::{AuditEvent, AuditOperation, Disclosure, Outcome, PurposeOfUse};
 pub use dead_letter::DeadLetter;
-pub use key_directory::{KeyAlgorithm, KeyDirectoryEntry, KeyPurpose, KeyStatus};
+pub use key_directory::{
+    ATTESTATION_BINDING_LABEL, KeyAlgorithm, KeyDirectoryEntry, KeyPurpose, KeyStatus,
+};
 pub use request::{
     AnalysisInput, AnalysisRequest, BinaryInput, ModelPreferences, RequestLimits, TextInput,
 };
