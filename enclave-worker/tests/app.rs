@@ -140,6 +140,7 @@ fn config() -> AppConfig {
         },
         caches: CacheConfig::default(),
         max_in_flight: 8,
+        key_directory_validity_ms: zenvelope_enclave::app::DEFAULT_KEY_VALIDITY_MS,
     }
 }
 
@@ -165,6 +166,7 @@ fn fixture_with(config: AppConfig, provider: TestProvider, offline: bool) -> Fix
         result_signer: enclave_signer(),
         provider: provider.clone(),
         enclave_measurement: Some("ab".repeat(48)),
+        attestor: None,
     };
     Fixture {
         processor: Arc::new(Processor::new(&config, parts).expect("processor")),

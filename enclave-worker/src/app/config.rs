@@ -48,6 +48,14 @@ pub struct AppConfig {
     /// Most requests processed at once; `Process` frames above it get `BUSY`.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// How long a published key directory entry is valid, milliseconds from when the host
+    /// asked for it. Default seven days; the host asks again every hour by default.
+    #[serde(default = "default_key_directory_validity_ms")]
+    pub key_directory_validity_ms: i64,
+}
+
+fn default_key_directory_validity_ms() -> i64 {
+    super::directory::DEFAULT_KEY_VALIDITY_MS
 }
 
 fn default_actor() -> String {

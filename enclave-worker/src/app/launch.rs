@@ -25,6 +25,11 @@ use crate::kms::{self, SealedKey};
 use crate::providers::{self, ProviderConfig, ProviderKind, RetryPolicy};
 use crate::transport::TransportAddr;
 
+/// The label the `danger_dev` attestor derives its PCRs from
+/// ([`zenvelope_attestation::danger::dev_measurements`]); local producers pin the
+/// resulting PCR0.
+pub const DEV_MEASUREMENT_LABEL: &[u8] = b"enclave-app";
+
 /// Attempts at releasing the keys at boot (about a minute in all).
 const KEY_RELEASE_ATTEMPTS: u32 = 8;
 
@@ -56,6 +61,11 @@ pub struct AttestationConfig {
     /// `nsm` (the Nitro Security Module, production) or `danger_dev` (a throwaway dev CA
     /// generated at start-up; the document format is real, the trust is not).
     pub mode: AttestationMode,
+    /// With `danger_dev`: write the dev CA's root certificate (DER) to this file at
+    /// start-up, so local producers can pin it to verify the key directory
+    /// (`zenvelope ... --dev-attestation-root FILE`). Ignored with `nsm`.
+    #[serde(default)]
+    pub danger_dev_root_out: Option<PathBuf>,
 }
 
 /// Attestation source.
@@ -207,9 +217,9 @@ impl LaunchConfig {
     }
 }
 
-fn attestor(mode: AttestationMode) -> Result<Box<dyn Attestor>> {
-    Ok(match mode {
-        AttestationMode::Nsm => Box::new(
+fn attestor(config: &AttestationConfig) -> Result<Arc<dyn Attestor>> {
+    Ok(match config.mode {
+        AttestationMode::Nsm => Arc::new(
             zenvelope_attestation::NsmAttestor::open()
                 .context("cannot open the Nitro Security Module (/dev/nsm)")?,
         ),
@@ -219,10 +229,19 @@ fn attestor(mode: AttestationMode) -> Result<Box<dyn Attestor>> {
             );
             let ca = zenvelope_attestation::danger::DevCa::generate(false)
                 .context("cannot create the dev CA")?;
-            Box::new(
+            if let Some(path) = &config.danger_dev_root_out {
+                std::fs::write(path, ca.root_der()).with_context(|| {
+                    format!(
+                        "cannot write the dev attestation root to {}",
+                        path.display()
+                    )
+                })?;
+                tracing::warn!(path = %path.display(), "DANGER: the dev attestation root was written; only local producers may pin it.");
+            }
+            Arc::new(
                 ca.issue(
                     "enclave-app",
-                    zenvelope_attestation::danger::dev_measurements(b"enclave-app"),
+                    zenvelope_attestation::danger::dev_measurements(DEV_MEASUREMENT_LABEL),
                 )
                 .context("cannot issue the dev attestor")?,
             )
@@ -251,7 +270,7 @@ pub async fn run(config: LaunchConfig, shutdown: CancellationToken) -> Result<()
     let forwarder_stop = shutdown.child_token();
     tokio::spawn(forwarder.serve(forwarder_stop.clone()));
 
-    let attestor = attestor(config.attestation.mode)?;
+    let attestor = attestor(&config.attestation)?;
     let measurement = kms::attested_measurement(&*attestor).ok();
     // The host's egress proxy may still be starting: retry with backoff for a while.
     let mut attempt = 0u32;
@@ -282,6 +301,7 @@ pub async fn run(config: LaunchConfig, shutdown: CancellationToken) -> Result<()
             result_signer,
             provider,
             enclave_measurement: measurement,
+            attestor: Some(attestor.clone()),
         },
     )?;
     let listener = listen

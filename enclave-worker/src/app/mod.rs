@@ -24,7 +24,8 @@
 //!       `DISCLOSURE` receipt (provider, model, purpose, hashes of the sealed bytes,
 //!       enclave measurement).
 //! - [`serve`] runs the host connection: handshake, concurrent `Process` frames under a
-//!   bound, `Ping`/`Pong`, reconnects.
+//!   bound, `Ping`/`Pong`, `KeysRequest` (answered with the attested key directory
+//!   entries, see [`Processor::key_directory`]), reconnects.
 //!
 //! No PHI leaves this module except sealed: DLQ details are fixed sentences per reason
 //! code, audit events carry ids, pseudonyms, codes and hashes, and telemetry labels are
@@ -34,6 +35,7 @@ mod audit;
 mod cache;
 mod config;
 mod dek_cache;
+mod directory;
 pub mod launch;
 mod processor;
 mod rejection;
@@ -45,6 +47,7 @@ pub use config::{
     TrustedSignerConfig,
 };
 pub use dek_cache::{CachingUnwrapper, DekCacheStats};
+pub use directory::DEFAULT_KEY_VALIDITY_MS;
 pub use processor::{
     ProcessedOutcome, Processor, ProcessorParts, REASON_DUPLICATE, REASON_PROVIDER_FAILED,
     REASON_PROVIDER_UNAVAILABLE, TEXT_PLAIN_UTF8,

@@ -22,6 +22,7 @@ use super::audit::{AuditContext, now_ms, sha256_hex, uuid_of};
 use super::cache::BoundedCache;
 use super::config::{AppConfig, FreshnessConfig, ModelConfig};
 use super::dek_cache::{CachingUnwrapper, DekCacheStats};
+use super::directory::KeyDirectory;
 use super::rejection::Rejection;
 use super::telemetry::{ModelCalled, RequestHandled, RequestRejected};
 use crate::lock;
@@ -52,9 +53,12 @@ pub struct ProcessorParts {
     pub result_signer: SigningKey,
     /// The model provider.
     pub provider: Arc<dyn ModelProvider>,
-    /// PCR0 of this enclave image, lowercase hex, for audit events; `None` outside an
-    /// enclave.
+    /// PCR0 of this enclave image, lowercase hex, for audit events and key directory
+    /// entries; `None` outside an enclave.
     pub enclave_measurement: Option<String>,
+    /// Attests the key directory entries the host publishes (`KeysRequest`); `None`
+    /// publishes nothing.
+    pub attestor: Option<Arc<dyn zenvelope_attestation::Attestor>>,
 }
 
 /// The data of one `Processed` frame.
@@ -118,6 +122,7 @@ struct Inner {
     measurement: Option<String>,
     answered: Mutex<BoundedCache<[u8; 16], Answered>>,
     gates: Mutex<HashMap<[u8; 16], Arc<tokio::sync::Mutex<()>>>>,
+    directory: KeyDirectory,
 }
 
 /// A remembered answer: which envelope it answered and the sealed bytes.
@@ -178,6 +183,13 @@ impl Processor {
             reason: format!("the offline schema catalog does not load: {e}"),
         })?;
         let caches = config.caches;
+        let directory = KeyDirectory::new(
+            parts.attestor,
+            &parts.fleet_keys,
+            &parts.result_signer,
+            parts.enclave_measurement.clone(),
+            config.key_directory_validity_ms,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 opener,
@@ -196,8 +208,31 @@ impl Processor {
                     caches.dedupe_max_bytes,
                 )),
                 gates: Mutex::new(HashMap::new()),
+                directory,
             }),
         })
+    }
+
+    /// The key directory entries of the keys this enclave holds, freshly attested and
+    /// Confluent-framed (subject `zenvelope.keys-value`), for a `Keys` frame. Attestation
+    /// runs off the reactor (the NSM is a blocking device).
+    pub async fn key_directory(&self) -> Vec<Opaque> {
+        let inner = self.inner.clone();
+        let entries =
+            match tokio::task::spawn_blocking(move || inner.directory.entries(now_ms())).await {
+                Ok(entries) => entries,
+                Err(_) => return Vec::new(),
+            };
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            match self.inner.codec.encode(Subject::KeysValue, entry).await {
+                Ok(bytes) => out.push(Opaque::new(bytes)),
+                Err(error) => {
+                    tracing::error!(%error, "A key directory entry could not be encoded; it is left out.")
+                }
+            }
+        }
+        out
     }
 
     /// Counters of the DEK cache.

@@ -21,7 +21,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use zenvelope_enclave_protocol::{CONNECTION_STREAM_ID, ErrorCode, Frame, Message, Role};
+use zenvelope_enclave_protocol::{CONNECTION_STREAM_ID, ErrorCode, Frame, Message, Opaque, Role};
 
 use super::telemetry::{Busy, HostConnection};
 use super::{ProcessedOutcome, Processor};
@@ -47,6 +47,11 @@ pub trait RequestProcessor: Send + Sync + 'static {
         request_id: [u8; 16],
         bytes: &[u8],
     ) -> impl Future<Output = ProcessedOutcome> + Send;
+
+    /// The encoded key directory entries for a `Keys` frame; none by default.
+    fn key_directory(&self) -> impl Future<Output = Vec<Opaque>> + Send {
+        async { Vec::new() }
+    }
 }
 
 impl RequestProcessor for Processor {
@@ -56,6 +61,10 @@ impl RequestProcessor for Processor {
         bytes: &[u8],
     ) -> impl Future<Output = ProcessedOutcome> + Send {
         Processor::process(self, request_id, bytes)
+    }
+
+    fn key_directory(&self) -> impl Future<Output = Vec<Opaque>> + Send {
+        Processor::key_directory(self)
     }
 }
 
@@ -261,6 +270,17 @@ impl<P: RequestProcessor> Session<'_, P> {
                     drop(permit);
                     // If the connection is gone the answer is dropped; the host redelivers.
                     let _ = tx.send(Frame::new(stream_id, message)).await;
+                });
+                true
+            }
+            Message::KeysRequest => {
+                let processor = self.processor.clone();
+                let tx = tx.clone();
+                self.tracker.spawn(async move {
+                    let entries = processor.key_directory().await;
+                    let _ = tx
+                        .send(Frame::new(stream_id, Message::Keys { entries }))
+                        .await;
                 });
                 true
             }

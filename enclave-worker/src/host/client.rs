@@ -54,7 +54,7 @@ pub enum ClientError {
     Unexpected(&'static str),
 }
 
-type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<Processed, ClientError>>>>>;
+type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<Message, ClientError>>>>>;
 
 struct Link {
     outbound: mpsc::Sender<Frame>,
@@ -93,18 +93,44 @@ impl EnclaveClient {
         request_id: [u8; 16],
         envelope: Vec<u8>,
     ) -> Result<Processed, ClientError> {
+        let request = Message::Process {
+            request_id,
+            envelope: Opaque::new(envelope),
+        };
+        match self.exchange(request).await? {
+            Message::Processed {
+                outcome,
+                audit_events,
+                ..
+            } => Ok(Processed {
+                outcome,
+                audit_events,
+            }),
+            other => Err(ClientError::Unexpected(other.frame_type().name())),
+        }
+    }
+
+    /// Asks the enclave for its attested key directory entries (encoded
+    /// `KeyDirectoryEntry` datums, Confluent-framed).
+    pub async fn keys(&self) -> Result<Vec<Opaque>, ClientError> {
+        match self.exchange(Message::KeysRequest).await? {
+            Message::Keys { entries } => Ok(entries),
+            other => Err(ClientError::Unexpected(other.frame_type().name())),
+        }
+    }
+
+    /// Sends `message` on a fresh stream id and waits for the frame answering it.
+    async fn exchange(&self, message: Message) -> Result<Message, ClientError> {
         let link = self.link().await?;
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&link.pending).insert(stream_id, tx);
-        let frame = Frame::new(
-            stream_id,
-            Message::Process {
-                request_id,
-                envelope: Opaque::new(envelope),
-            },
-        );
-        if link.outbound.send(frame).await.is_err() {
+        if link
+            .outbound
+            .send(Frame::new(stream_id, message))
+            .await
+            .is_err()
+        {
             lock(&link.pending).remove(&stream_id);
             return Err(ClientError::ConnectionLost);
         }
@@ -186,14 +212,7 @@ fn spawn_link(conn: transport::Connection) -> Link {
             };
             let Frame { stream_id, message } = frame;
             let answer = match message {
-                Message::Processed {
-                    outcome,
-                    audit_events,
-                    ..
-                } => Ok(Processed {
-                    outcome,
-                    audit_events,
-                }),
+                answer @ (Message::Processed { .. } | Message::Keys { .. }) => Ok(answer),
                 Message::Ping { nonce } => {
                     let _ = pong_tx.try_send(Frame::new(stream_id, Message::Pong { nonce }));
                     continue;

@@ -8,6 +8,9 @@
 //! `zenvelope.audit`. The runtime stores the request's offset only after all of them are
 //! acknowledged by the broker.
 //!
+//! Beside the loop, the host keeps the enclave's attested key directory published on
+//! `zenvelope.keys` ([`keep_published`]).
+//!
 //! The host never holds a key that opens anything: it reads only the public envelope header
 //! (message id, tenant, kind) to route and label records. While the enclave is unreachable
 //! the host keeps retrying the same request (back-pressure: nothing is dead-lettered because
@@ -15,6 +18,7 @@
 //! delivered again after the restart.
 
 mod client;
+mod keys;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +35,7 @@ use zenvelope_schemas::SchemaCodec;
 use zenvelope_schemas::names::{header, topic};
 
 pub use client::{ClientError, EnclaveClient, Processed};
+pub use keys::{KeyDirectoryConfig, PublishError, keep_published, publish_once};
 
 use crate::transport::TransportAddr;
 
@@ -63,6 +68,9 @@ pub struct HostConfig {
     /// Partitions of topics created by `create_topics`.
     #[serde(default = "default_partitions")]
     pub topic_partitions: i32,
+    /// Publishing the enclave's attested keys on `zenvelope.keys`.
+    #[serde(default)]
+    pub key_directory: KeyDirectoryConfig,
 }
 
 /// How the host reaches the enclave's processing port.
@@ -151,7 +159,7 @@ impl HostConfig {
 
 /// The runtime handler: one sealed request in, records out.
 pub struct RequestHandler {
-    client: EnclaveClient,
+    client: Arc<EnclaveClient>,
     codec: Arc<SchemaCodec>,
     limits: Limits,
     max_backoff: Duration,
@@ -159,9 +167,10 @@ pub struct RequestHandler {
 }
 
 impl RequestHandler {
-    /// A handler forwarding to `client`.
+    /// A handler forwarding to `client`. Share that client with the key directory
+    /// publisher ([`keep_published`]): the enclave serves one host connection at a time.
     pub fn new(
-        client: EnclaveClient,
+        client: Arc<EnclaveClient>,
         codec: Arc<SchemaCodec>,
         max_backoff: Duration,
         shutdown: CancellationToken,
@@ -311,10 +320,16 @@ pub async fn run(
             .context("cannot set up the schema codec")?,
     );
     if config.create_topics {
-        let topics: Vec<(&str, i32)> = [topic::REQUESTS, topic::RESULTS, topic::DLQ, topic::AUDIT]
-            .into_iter()
-            .map(|t| (t, config.topic_partitions))
-            .collect();
+        let topics: Vec<(&str, i32)> = [
+            topic::REQUESTS,
+            topic::RESULTS,
+            topic::DLQ,
+            topic::AUDIT,
+            topic::KEYS,
+        ]
+        .into_iter()
+        .map(|t| (t, config.topic_partitions))
+        .collect();
         zenvelope_runtime::ensure_topics(&config.kafka, &topics).await?;
     }
     // The proxy outlives the processing loop: requests still in flight at shutdown need
@@ -330,12 +345,24 @@ pub async fn run(
         tracing::info!(address = %listener.local_addr()?, "Egress proxy listening.");
         tokio::spawn(proxy.serve(listener, egress_stop.clone()));
     }
-    let client = EnclaveClient::new(
+    // One connection for requests and key directory alike: the enclave serves one host
+    // connection at a time.
+    let client = Arc::new(EnclaveClient::new(
         enclave,
         Duration::from_millis(config.enclave.request_timeout_ms),
-    );
+    ));
     if let Err(error) = client.ensure_connected().await {
         tracing::warn!(%error, "The enclave is not reachable yet; requests will wait for it.");
+    }
+    if config.key_directory.publish {
+        let producer = zenvelope_runtime::Producer::new(&config.kafka)?;
+        tokio::spawn(keep_published(
+            client.clone(),
+            producer,
+            codec.clone(),
+            Duration::from_millis(config.key_directory.refresh_ms),
+            shutdown.clone(),
+        ));
     }
     let handler = Arc::new(RequestHandler::new(
         client,
