@@ -14,8 +14,13 @@ use zenvelope_schemas::{
     TextInput,
 };
 
+use crate::directory::{KeyDirectory, KeyDirectoryPolicy};
 use crate::error::Error;
 use crate::results::Results;
+
+/// How long [`Client::analyze`] waits for the key directory to deliver a verified fleet
+/// key when none is known yet (at start-up).
+pub const DEFAULT_KEY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The default DEK session: one DEK per user for at most 1,000 messages or 5 minutes.
 pub const DEFAULT_DEK_SESSION: DekSessionPolicy = DekSessionPolicy {
@@ -116,6 +121,17 @@ pub struct Sent {
     pub offset: i64,
 }
 
+/// The fleet key requests are wrapped to (public facts only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetKeyInfo {
+    /// Key id.
+    pub key_id: String,
+    /// Key version.
+    pub key_version: i32,
+    /// SHA-256 of the key's SubjectPublicKeyInfo, lowercase hex.
+    pub fingerprint: String,
+}
+
 /// Builds a [`Client`].
 pub struct ClientBuilder {
     kafka: KafkaConfig,
@@ -124,6 +140,7 @@ pub struct ClientBuilder {
     signer: Option<Arc<SigningKey>>,
     fleet: Option<Arc<Keyring<FleetPublicKey>>>,
     result_keys: Option<Keyring<VerifyingKey>>,
+    directory: Option<KeyDirectoryPolicy>,
     metadata_key: Option<MetadataKey>,
     dek_session: DekSessionPolicy,
     pbkdf2_iterations: Option<u32>,
@@ -136,13 +153,24 @@ impl ClientBuilder {
         self
     }
 
-    /// The enclave fleet's public keys; new requests are wrapped to the newest.
+    /// Take the fleet's keys from the attested key directory on `zenvelope.keys`,
+    /// verified under `policy` (the recommended way): requests are wrapped only to a key
+    /// whose attestation verifies, answers are verified with the attested result-signing
+    /// keys, and new key versions are picked up while the client runs.
+    pub fn key_directory(mut self, policy: KeyDirectoryPolicy) -> Self {
+        self.directory = Some(policy);
+        self
+    }
+
+    /// Pins the enclave fleet's public keys instead of reading the key directory (keys
+    /// obtained and checked out of band); new requests are wrapped to the newest.
     pub fn fleet_keys(mut self, keys: Keyring<FleetPublicKey>) -> Self {
         self.fleet = Some(Arc::new(keys));
         self
     }
 
-    /// The fleet's result-signing keys; answers signed by anything else are rejected.
+    /// Pins the fleet's result-signing keys instead of reading the key directory; answers
+    /// signed by anything else are rejected.
     pub fn result_keys(mut self, keys: Keyring<VerifyingKey>) -> Self {
         self.result_keys = Some(keys);
         self
@@ -173,28 +201,49 @@ impl ClientBuilder {
         self
     }
 
-    /// Checks that every key is there and creates the Kafka producer.
+    /// Checks that every key is there and creates the Kafka producer. With
+    /// [`ClientBuilder::key_directory`], also starts following `zenvelope.keys`, which
+    /// needs a Tokio runtime.
     pub fn build(self) -> Result<Client, Error> {
         let signer = self
             .signer
             .ok_or(Error::Config("no producer signing key"))?;
-        let fleet = self.fleet.ok_or(Error::Config("no fleet public key"))?;
-        if fleet.current().is_none() {
-            return Err(Error::Config("the fleet keyring is empty"));
-        }
-        let result_keys = self
-            .result_keys
-            .ok_or(Error::Config("no result-signing key to verify answers"))?;
-        if result_keys.is_empty() {
-            return Err(Error::Config("the result-signing keyring is empty"));
-        }
-        let metadata_key = self
-            .metadata_key
-            .ok_or(Error::Config("no metadata key for subject pseudonyms"))?;
         let codec = match self.codec {
             Some(c) => c,
             None => Arc::new(SchemaCodec::offline()?),
         };
+        let keys = match (self.directory, self.fleet, self.result_keys) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(Error::Config(
+                    "pinned fleet or result keys and a key directory are both set; choose one",
+                ));
+            }
+            (Some(policy), None, None) => Keys::Directory(KeyDirectory::follow(
+                self.kafka.clone(),
+                codec.clone(),
+                policy,
+            )?),
+            (None, fleet, result_keys) => {
+                let fleet = fleet.ok_or(Error::Config(
+                    "no fleet public key (pin one, or use the key directory)",
+                ))?;
+                if fleet.current().is_none() {
+                    return Err(Error::Config("the fleet keyring is empty"));
+                }
+                let result_keys =
+                    result_keys.ok_or(Error::Config("no result-signing key to verify answers"))?;
+                if result_keys.is_empty() {
+                    return Err(Error::Config("the result-signing keyring is empty"));
+                }
+                Keys::Pinned {
+                    fleet,
+                    results: Arc::new(Opener::new(result_keys)),
+                }
+            }
+        };
+        let metadata_key = self
+            .metadata_key
+            .ok_or(Error::Config("no metadata key for subject pseudonyms"))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 producer: Producer::new(&self.kafka)?,
@@ -202,8 +251,7 @@ impl ClientBuilder {
                 tenant: self.tenant,
                 codec,
                 signer,
-                fleet,
-                results: Opener::new(result_keys),
+                keys,
                 metadata_key,
                 dek_session: self.dek_session,
                 pbkdf2_iterations: self.pbkdf2_iterations,
@@ -211,6 +259,17 @@ impl ClientBuilder {
             }),
         })
     }
+}
+
+/// Where the fleet's public keys come from.
+enum Keys {
+    /// Pinned by the caller.
+    Pinned {
+        fleet: Arc<Keyring<FleetPublicKey>>,
+        results: Arc<Opener>,
+    },
+    /// The attested key directory, followed in the background.
+    Directory(Arc<KeyDirectory>),
 }
 
 /// The SDK's entry point. Cheap to clone; share one per process.
@@ -225,13 +284,36 @@ pub(crate) struct Inner {
     tenant: String,
     pub(crate) codec: Arc<SchemaCodec>,
     signer: Arc<SigningKey>,
-    fleet: Arc<Keyring<FleetPublicKey>>,
-    pub(crate) results: Opener,
+    keys: Keys,
     metadata_key: MetadataKey,
     dek_session: DekSessionPolicy,
     pbkdf2_iterations: Option<u32>,
-    /// One sealer per user key for requests (their DEK session), by KEK id.
-    sealers: Mutex<HashMap<String, Arc<Mutex<Sealer>>>>,
+    /// One sealer per user key for requests (their DEK session), by KEK id, with the
+    /// fleet keyring it wraps to: a new fleet key starts a new sealer.
+    sealers: Mutex<HashMap<String, UserSealer>>,
+}
+
+struct UserSealer {
+    fleet: Arc<Keyring<FleetPublicKey>>,
+    sealer: Arc<Mutex<Sealer>>,
+}
+
+impl Inner {
+    /// The keyring new requests are wrapped to.
+    async fn fleet(&self) -> Result<Arc<Keyring<FleetPublicKey>>, Error> {
+        match &self.keys {
+            Keys::Pinned { fleet, .. } => Ok(fleet.clone()),
+            Keys::Directory(directory) => directory.wait_for_fleet(DEFAULT_KEY_WAIT).await,
+        }
+    }
+
+    /// The opener answers are verified and opened with.
+    pub(crate) fn results_opener(&self) -> Arc<Opener> {
+        match &self.keys {
+            Keys::Pinned { results, .. } => results.clone(),
+            Keys::Directory(directory) => directory.results_opener(),
+        }
+    }
 }
 
 /// Seals on the blocking pool: the producer's RSA-PSS signature costs about 2 ms of CPU,
@@ -263,9 +345,40 @@ impl Client {
             signer: None,
             fleet: None,
             result_keys: None,
+            directory: None,
             metadata_key: None,
             dek_session: DEFAULT_DEK_SESSION,
             pbkdf2_iterations: None,
+        }
+    }
+
+    /// The fleet key new requests are wrapped to. With the key directory, waits up to
+    /// `timeout` for a verified one (at start-up the directory is still being read) and
+    /// fails with [`Error::NoTrustedFleetKey`], naming every refused entry, if none
+    /// arrives.
+    pub async fn wait_for_fleet_key(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<FleetKeyInfo, Error> {
+        let ring = match &self.inner.keys {
+            Keys::Pinned { fleet, .. } => fleet.clone(),
+            Keys::Directory(directory) => directory.wait_for_fleet(timeout).await?,
+        };
+        let key = ring
+            .current()
+            .ok_or(Error::Config("the fleet keyring is empty"))?;
+        Ok(FleetKeyInfo {
+            key_id: zenvelope_envelope::Keyed::key_id(key).to_owned(),
+            key_version: zenvelope_envelope::Keyed::key_version(key),
+            fingerprint: key.fingerprint(),
+        })
+    }
+
+    /// The key directory this client follows, if it uses one.
+    pub fn key_directory(&self) -> Option<&Arc<KeyDirectory>> {
+        match &self.inner.keys {
+            Keys::Directory(directory) => Some(directory),
+            Keys::Pinned { .. } => None,
         }
     }
 
@@ -327,20 +440,29 @@ impl Client {
             schema_id: i32::try_from(schema_id.get())
                 .map_err(|_| Error::Config("the schema id does not fit an int"))?,
         };
-        let sealer = self
-            .inner
-            .sealers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(user.key.key_id().to_owned())
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(
-                    Sealer::new(vec![user.key.clone(), self.inner.fleet.clone()])
+        let fleet = self.inner.fleet().await?;
+        let sealer = {
+            let mut sealers = self
+                .inner
+                .sealers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let slot = sealers.entry(user.key.key_id().to_owned());
+            let new_sealer = || UserSealer {
+                fleet: fleet.clone(),
+                sealer: Arc::new(Mutex::new(
+                    Sealer::new(vec![user.key.clone(), fleet.clone()])
                         .with_signer(self.inner.signer.clone())
                         .with_dek_session(self.inner.dek_session),
-                ))
-            })
-            .clone();
+                )),
+            };
+            let entry = slot.or_insert_with(new_sealer);
+            if !Arc::ptr_eq(&entry.fleet, &fleet) {
+                // The fleet key changed (rotation): the old DEK session ends with it.
+                *entry = new_sealer();
+            }
+            entry.sealer.clone()
+        };
         let envelope = seal_off_reactor(sealer, fields, plaintext).await?;
         self.produce(topic::REQUESTS, &user.subject, &envelope)
             .await

@@ -28,6 +28,29 @@ pub enum Error {
         /// Why (opaque for crypto failures).
         source: Box<Error>,
     },
+    /// The configuration file, or a key file it names, cannot be read or parsed.
+    #[error("The configuration {path} cannot be used: {reason}.")]
+    ConfigFile {
+        /// The file.
+        path: String,
+        /// What is wrong (never the file's contents).
+        reason: String,
+    },
+    /// The key directory cannot be used as configured.
+    #[error("The key directory cannot be used: {reason}.")]
+    KeyDirectory {
+        /// What is wrong.
+        reason: String,
+    },
+    /// No fleet key in the key directory passed verification, so nothing can be sealed
+    /// for the enclave. The text lists each refused entry and why.
+    #[error(
+        "No trusted fleet key: nothing was sealed. Every fleet key must carry an attestation document that verifies against the pinned root and measurements ({refused})."
+    )]
+    NoTrustedFleetKey {
+        /// Each refused entry with its reason, or why there is none.
+        refused: String,
+    },
     /// A background task failed (key derivation or sealing).
     #[error("A background task failed: {0}")]
     Task(String),

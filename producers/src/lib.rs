@@ -2,8 +2,10 @@
 //! system) uses to send sensitive text for AI analysis without its servers, the Kafka
 //! cluster or its operators ever seeing plaintext, and to read the answers.
 //!
-//! - [`Client`] holds the backend's producer signing key, the enclave fleet's public keys
-//!   (to wrap DEKs to) and the fleet's result-signing keys (to verify answers).
+//! - [`Client`] holds the backend's producer signing key and follows the attested key
+//!   directory for the enclave fleet's public keys (to wrap DEKs to) and result-signing
+//!   keys (to verify answers): [`directory`], `docs/key-directory.md`.
+//!   [`Client::from_config`] reads it all from a TOML file ([`ClientConfig`]).
 //! - [`Client::login`] derives a [`User`]'s key from their credentials (PBKDF2, off the
 //!   async reactor) and pseudonymises their identity for Kafka keys.
 //! - [`Client::analyze`] seals an `AnalysisRequest` ([`Request`]) for the user and the fleet, signs it
@@ -20,16 +22,12 @@
 //! [`DekSessionPolicy::PER_MESSAGE`] turns it off.
 //!
 //! ```no_run
-//! use zenvelope_producer::{Client, Passphrase, Request};
-//! # async fn demo(
-//! #     fleet: zenvelope_envelope::Keyring<zenvelope_envelope::FleetPublicKey>,
-//! #     results: zenvelope_envelope::Keyring<zenvelope_envelope::VerifyingKey>,
-//! #     signer: zenvelope_envelope::SigningKey,
-//! # ) -> Result<(), zenvelope_producer::Error> {
+//! use zenvelope_producer::{Client, KeyDirectoryPolicy, Passphrase, PinnedMeasurements, Request};
+//! # async fn demo(signer: zenvelope_envelope::SigningKey, pcr0: Vec<u8>) -> Result<(), zenvelope_producer::Error> {
 //! let client = Client::builder(zenvelope_runtime::KafkaConfig::new("localhost:9092"), "therapy-journal")
 //!     .signer(signer)
-//!     .fleet_keys(fleet)
-//!     .result_keys(results)
+//!     // Wrap only to fleet keys attested by a Nitro Enclave running the pinned image.
+//!     .key_directory(KeyDirectoryPolicy::aws_nitro(PinnedMeasurements::new().with_pcr(0, pcr0)))
 //!     .metadata_key(zenvelope_envelope::MetadataKey::from_bytes([7; 32]))
 //!     .build()?;
 //! let ada = client
@@ -44,14 +42,28 @@
 //! println!("{}", answer.text);
 //! # Ok(()) }
 //! ```
+//!
+//! `examples/journal_entry.rs` does the same from a configuration file, against the local
+//! stack `zenvelope up` starts.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
 mod client;
+mod config;
+pub mod directory;
 mod error;
+pub mod replay;
 mod results;
 
-pub use client::{Client, ClientBuilder, DEFAULT_DEK_SESSION, Request, Sent, User};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_DEK_SESSION, DEFAULT_KEY_WAIT, Request, Sent, User,
+};
+pub use config::{ClientConfig, KeyDirectorySection, KeysSection, RootName};
+pub use directory::{KeyDirectory, KeyDirectoryPolicy};
 pub use error::Error;
+pub use replay::{
+    ReplayAudit, ReplayFilter, ReplayOptions, ReplayProgress, ReplayReport, TrustedKeys, replay,
+};
 pub use results::{Answer, Results};
+pub use zenvelope_attestation::{PinnedMeasurements, TrustAnchor};
 pub use zenvelope_envelope::{DekSessionPolicy, Passphrase, Purpose};

@@ -144,7 +144,7 @@ impl Results {
             .codec
             .decode_envelope(&record.payload, &self.limits)
             .await?;
-        let opened = inner.results.open(envelope, &*self.key)?;
+        let opened = inner.results_opener().open(envelope, &*self.key)?;
         let header = opened.header().clone();
         if header.subject != self.subject || !header.kind.is_response() {
             return Err(Error::Envelope(zenvelope_envelope::Error::InvalidInput(

@@ -156,6 +156,7 @@ model = "{MODEL}"
             )?,
             provider,
             enclave_measurement: None,
+            attestor: None,
         },
     )?)
 }
@@ -427,7 +428,7 @@ impl InProcess {
                 ));
                 let handler = Arc::new(Retopic {
                     inner: RequestHandler::new(
-                        client,
+                        Arc::new(client),
                         codec.clone(),
                         Duration::from_secs(1),
                         shutdown.clone(),

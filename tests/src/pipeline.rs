@@ -70,6 +70,9 @@ pub struct Options {
     pub egress_max_streams: usize,
     /// `RUST_LOG` of the services.
     pub log_filter: String,
+    /// The host consumer's `auto.commit.interval.ms` (librdkafka's default: 5,000): how
+    /// often stored offsets are committed.
+    pub host_commit_interval_ms: u64,
 }
 
 impl Default for Options {
@@ -84,6 +87,7 @@ impl Default for Options {
             host_max_message_bytes: 1024 * 1024,
             egress_max_streams: zenvelope_enclave::egress::DEFAULT_MAX_STREAMS,
             log_filter: "info,zenvelope_enclave=debug,zenvelope_runtime=debug".to_owned(),
+            host_commit_interval_ms: 5_000,
         }
     }
 }
@@ -120,6 +124,17 @@ pub struct Answer {
 
 /// Logged by `enclave-app` once it listens for the host.
 const APP_READY: &str = "Enclave application ready";
+/// Where the enclave writes its dev attestation root, in the pipeline's directory.
+const DEV_ROOT_FILE: &str = "dev-attestation-root.der";
+
+/// The PCR0 the dev attestor of `enclave-app` reports, pinned by local producers.
+pub fn dev_enclave_pins() -> zenvelope_producer::PinnedMeasurements {
+    let pcrs = zenvelope_attestation::danger::dev_measurements(
+        zenvelope_enclave::app::launch::DEV_MEASUREMENT_LABEL,
+    );
+    zenvelope_producer::PinnedMeasurements::new().with_pcr(0, pcrs[&0].clone())
+}
+
 /// Logged by `enclave-host` once its egress proxy listens (the consumer starts next).
 const HOST_READY: &str = "Egress proxy listening";
 
@@ -247,6 +262,7 @@ host_egress = "tcp://127.0.0.1:{egress_port}"
 
 [attestation]
 mode = "danger_dev"
+danger_dev_root_out = "{dev_root}"
 
 [kms]
 region = "us-east-1"
@@ -283,6 +299,7 @@ allowed_purposes = ["INDIVIDUAL_REQUEST", "TREATMENT"]
 model = "{model_name}"
 "#,
             base_url = model.base_url(),
+            dev_root = dir.path().join(DEV_ROOT_FILE).display(),
             attempts = options.provider_attempts,
             attempt_timeout = options.provider_attempt_timeout_ms,
             app_in_flight = options.app_max_in_flight,
@@ -295,6 +312,7 @@ topic_partitions = {partitions}
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
+properties = {{ "auto.commit.interval.ms" = "{commit_interval}" }}
 
 [consumer]
 group_id = "zenvelope-enclave-host"
@@ -322,6 +340,7 @@ metrics_listen = "127.0.0.1:{metrics_port}"
             host_in_flight = options.host_max_in_flight,
             host_max_message_bytes = options.host_max_message_bytes,
             egress_max_streams = options.egress_max_streams,
+            commit_interval = options.host_commit_interval_ms,
         );
         std::fs::write(dir.path().join("enclave-app.toml"), app_toml)?;
         std::fs::write(dir.path().join("enclave-host.toml"), host_toml)?;
@@ -582,15 +601,32 @@ metrics_listen = "127.0.0.1:{metrics_port}"
     }
 
     /// A producer SDK client for this pipeline, as a backend would configure it: the
-    /// producer's signing key, the fleet's public key and the result-signing key.
+    /// producer's signing key, and the fleet's keys from the attested key directory,
+    /// verified against the enclave's dev attestation root and its PCR0.
     pub fn sdk_client(&self) -> Result<zenvelope_producer::Client> {
+        let policy = self.key_directory_policy()?;
+        self.sdk_builder()?
+            .key_directory(policy)
+            .build()
+            .map_err(Into::into)
+    }
+
+    /// The key directory policy a local producer uses for this pipeline: the dev root the
+    /// enclave wrote at start-up and the dev PCR0 of `enclave-app`.
+    pub fn key_directory_policy(&self) -> Result<zenvelope_producer::KeyDirectoryPolicy> {
+        let root = std::fs::read(self.dir.path().join(DEV_ROOT_FILE))
+            .context("the enclave did not write its dev attestation root")?;
+        Ok(zenvelope_producer::KeyDirectoryPolicy::danger_dev_root(
+            &root,
+            dev_enclave_pins(),
+        )?)
+    }
+
+    /// An SDK client that pins the fleet's keys directly instead of reading the key
+    /// directory.
+    pub fn sdk_client_pinned(&self) -> Result<zenvelope_producer::Client> {
         use zenvelope_envelope::Keyed as _;
         let side = &self.producer_side;
-        let signer = SigningKey::from_pkcs8_der(
-            side.signer.key_id(),
-            side.signer.key_version(),
-            &side.signer.to_pkcs8_der()?,
-        )?;
         let fleet = side.fleet_public.current().context("no fleet key")?;
         let fleet =
             FleetPublicKey::from_spki_der(fleet.key_id(), fleet.key_version(), fleet.spki_der())?;
@@ -604,15 +640,27 @@ metrics_listen = "127.0.0.1:{metrics_port}"
             result.key_version(),
             result.spki_der(),
         )?;
+        Ok(self
+            .sdk_builder()?
+            .fleet_keys(Keyring::new().with(fleet)?)
+            .result_keys(Keyring::new().with(result)?)
+            .build()?)
+    }
+
+    fn sdk_builder(&self) -> Result<zenvelope_producer::ClientBuilder> {
+        use zenvelope_envelope::Keyed as _;
+        let side = &self.producer_side;
+        let signer = SigningKey::from_pkcs8_der(
+            side.signer.key_id(),
+            side.signer.key_version(),
+            &side.signer.to_pkcs8_der()?,
+        )?;
         Ok(
             zenvelope_producer::Client::builder(self.kafka.clone(), TENANT)
                 .signer(signer)
-                .fleet_keys(Keyring::new().with(fleet)?)
-                .result_keys(Keyring::new().with(result)?)
                 .metadata_key(MetadataKey::from_bytes(METADATA_KEY))
                 .codec(self.codec.clone())
-                .pbkdf2_iterations(ITERATIONS)
-                .build()?,
+                .pbkdf2_iterations(ITERATIONS),
         )
     }
 
@@ -753,9 +801,15 @@ fn kill(service: Option<Service>) -> Result<()> {
     Ok(())
 }
 
+/// Set to print every service's output when a pipeline is dropped (debugging a test).
+pub const DUMP_LOGS_ENV: &str = "ZENVELOPE_TEST_DUMP_LOGS";
+
 impl Drop for Pipeline {
     fn drop(&mut self) {
         let _ = kill(self.host.take());
         let _ = kill(self.app.take());
+        if std::env::var_os(DUMP_LOGS_ENV).is_some() {
+            eprintln!("{}", self.logs.text());
+        }
     }
 }
