@@ -100,6 +100,23 @@ pub enum Error {
         /// librdkafka's error code, as text.
         code: String,
     },
+    /// The topic does not exist on the broker (or has no partitions).
+    #[error("topic {topic} does not exist on the broker")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// A bounded read got neither a record nor an end of partition for too long: the
+    /// broker stopped answering, or a partition's leader is unavailable.
+    #[error(
+        "reading topic {topic} stalled: no record and no end of partition arrived within {waited_ms} ms"
+    )]
+    ReadStalled {
+        /// The topic being read.
+        topic: String,
+        /// How long the reader waited.
+        waited_ms: u64,
+    },
     /// A dead-letter record could not be encoded.
     #[error("a dead-letter record could not be encoded: {0}")]
     Schema(#[from] zenvelope_schemas::Error),

@@ -57,6 +57,7 @@ mod error;
 mod message;
 mod processor;
 mod producer;
+mod reader;
 mod subscriber;
 mod telemetry;
 mod tracker;
@@ -72,5 +73,8 @@ pub use error::{Error, KafkaFailure};
 pub use message::{Disposition, Handler, Inbound, Outbound};
 pub use processor::{MAX_BACKOFF_MS, RunSummary, reason, run};
 pub use producer::Producer;
+pub use reader::{
+    DEFAULT_IDLE_TIMEOUT, PartitionRange, RangeReader, ReadFrom, ReadProgress, ReadTo,
+};
 pub use subscriber::Subscriber;
 pub use telemetry::{install_metrics, metric};

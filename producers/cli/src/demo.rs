@@ -7,38 +7,32 @@
 //! `enclave-host` loop (consume, forward, produce result and audit events, store offsets
 //! after the acks) and the `enclave-app` processor (verify, unwrap, open, model call,
 //! seal, ECDSA result signature, audit events) talking the host⇄enclave frame protocol
-//! over loopback TCP, and the SDK opening the answers. What does not run here: vsock,
-//! attestation and KMS key release (the dev keys are generated in this process; the
-//! end-to-end tests run `enclave-app` with a dev attestation and moto's KMS), a real model
+//! over loopback TCP, the key directory (the enclave attests its public keys with a dev
+//! CA in the real Nitro document format, the host publishes them on `zenvelope.keys`, and
+//! the SDK verifies chain, PCR0 and binding before it wraps anything), and the SDK
+//! opening the answers. What does not run here: vsock, the Nitro NSM and KMS key release
+//! (the dev keys are generated in this process; the end-to-end tests run `enclave-app`
+//! with a dev attestation and moto's KMS), a real model
 //! (the answer comes from the offline analyser, which is labelled as NOT a model), and
 //! the audit sink (the audit events are read back from the topic).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use tokio_util::sync::CancellationToken;
-use zenvelope_enclave::app::{AppConfig, Processor, ProcessorParts, serve};
-use zenvelope_enclave::host::{EnclaveClient, RequestHandler};
-use zenvelope_enclave::providers::OfflineAnalyser;
-use zenvelope_enclave::transport::TransportAddr;
-use zenvelope_envelope::{
-    DEFAULT_PBKDF2_ITERATIONS, DEFAULT_RSA_BITS, FleetPrivateKey, FleetPublicKey, Keyring,
-    MetadataKey, SigningKey,
-};
+use zenvelope_envelope::{DEFAULT_PBKDF2_ITERATIONS, DEFAULT_RSA_BITS, MetadataKey};
 use zenvelope_producer::{Client, Passphrase, Request};
-use zenvelope_runtime::{EmbeddedBroker, KafkaConfig, ProcessorConfig, Subscriber};
+use zenvelope_runtime::Subscriber;
+use zenvelope_schemas::AuditEvent;
 use zenvelope_schemas::names::{header, topic};
-use zenvelope_schemas::{AuditEvent, SchemaCodec};
 
 use crate::inspect::public_view;
+use crate::stack::{LocalStack, StackOptions, TENANT};
 
-const TENANT: &str = "demo-clinic";
 const USER: &str = "alice@example.com";
 /// A dev-only passphrase: the demo is not a place for real credentials.
 const DANGER_DEMO_PASSPHRASE: &str = "demo passphrase: dev only";
-/// How long `--bootstrap` may take to answer before the demo gives up.
-const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the SDK may take to find a verified fleet key in the key directory.
+const KEY_DIRECTORY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the demo waits for one answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -67,12 +61,6 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
-    if !zenvelope_envelope::ACCEPTED_RSA_BITS.contains(&args.rsa_bits) {
-        bail!(
-            "RSA keys must be 2048, 3072 or 4096 bits (--rsa-bits {})",
-            args.rsa_bits
-        );
-    }
     if !(100_000..=10_000_000).contains(&args.iterations) {
         bail!(
             "PBKDF2 iterations must be between 100,000 and 10,000,000 (--iterations {})",
@@ -90,107 +78,31 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
     println!(
         "WARNING: dev keys generated in memory and a fixed dev passphrase; never use them for real data.\n"
     );
-    let topics = [
-        (topic::REQUESTS, 2),
-        (topic::RESULTS, 2),
-        (topic::DLQ, 1),
-        (topic::AUDIT, 1),
-    ];
+    let stack = LocalStack::start(&StackOptions {
+        bootstrap: args.bootstrap.clone(),
+        rsa_bits: args.rsa_bits,
+        host_group: "zenvelope-demo-host",
+    })
+    .await?;
+    let (kafka, codec) = (stack.kafka.clone(), stack.codec.clone());
 
-    // The broker.
-    let (_embedded, kafka) = match &args.bootstrap {
-        Some(servers) => {
-            let kafka = KafkaConfig::new(servers.clone());
-            zenvelope_runtime::check_broker(&kafka, BROKER_CHECK_TIMEOUT).await?;
-            zenvelope_runtime::ensure_topics(&kafka, &topics)
-                .await
-                .with_context(|| format!("cannot create the demo's topics on {servers}"))?;
-            println!("broker     {servers} (given with --bootstrap)");
-            (None, kafka)
-        }
-        None => {
-            let broker = EmbeddedBroker::start(&topics)?;
-            println!(
-                "broker     embedded Kafka-protocol broker at {} (librdkafka's in-memory mock cluster)",
-                broker.bootstrap_servers()
-            );
-            let kafka = broker.kafka_config();
-            (Some(broker), kafka)
-        }
-    };
-
-    // Keys.
-    let t = Instant::now();
-    let fleet = FleetPrivateKey::generate("fleet", 1, args.rsa_bits)
-        .context("cannot generate the dev fleet key")?;
-    let fleet_public = FleetPublicKey::from_spki_der("fleet", 1, fleet.public_key().spki_der())?;
-    let producer = SigningKey::generate("journal-backend", 1, args.rsa_bits)?;
-    let producer_public = producer.verifying_key()?;
-    let result_signer = SigningKey::generate_ecdsa_p256("fleet-results", 1)?;
-    let result_public = result_signer.verifying_key()?;
-    println!(
-        "keys       dev keys: fleet encryption and producer signing (RSA-{}), fleet result signing (ECDSA P-256), {} ms",
-        args.rsa_bits,
-        t.elapsed().as_millis()
-    );
-    println!(
-        "           fleet key fingerprint (SHA-256 of SPKI): {}",
-        fleet_public.fingerprint()
-    );
-
-    // The enclave application, in this process, on loopback TCP.
-    let stop = CancellationToken::new();
-    let processor = Processor::new(
-        &AppConfig::from_toml(&format!(
-            "[tenants.{TENANT}]\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[model]\nmodel = \"offline\"\n"
-        ))?,
-        ProcessorParts {
-            trusted_signers: Keyring::new().with(producer_public)?,
-            fleet_keys: Keyring::new().with(fleet)?,
-            result_signer,
-            provider: Arc::new(OfflineAnalyser),
-            enclave_measurement: None,
-        },
-    )?;
-    let listener = "tcp://127.0.0.1:0".parse::<TransportAddr>()?.bind().await?;
-    let enclave_addr = listener.local_addr()?;
-    let app = tokio::spawn(serve(listener, Arc::new(processor), stop.clone(), 64));
-    println!(
-        "enclave    enclave-app at {enclave_addr} (TCP loopback here, vsock in a Nitro Enclave; keys given directly, no attestation or KMS in this demo)"
-    );
-    println!("           model: the offline analyser, NOT a model (it counts words)");
-
-    // The host loop.
-    let codec = Arc::new(SchemaCodec::offline()?);
-    let handler = RequestHandler::new(
-        EnclaveClient::new(enclave_addr, Duration::from_secs(30)),
-        codec.clone(),
-        Duration::from_secs(1),
-        stop.clone(),
-    );
-    let host_config = ProcessorConfig::new("zenvelope-demo-host", vec![topic::REQUESTS.to_owned()]);
-    let (host_kafka, host_codec, host_stop) = (kafka.clone(), codec.clone(), stop.clone());
-    let host = tokio::spawn(async move {
-        zenvelope_runtime::run(
-            &host_kafka,
-            &host_config,
-            host_codec,
-            Arc::new(handler),
-            host_stop,
-        )
-        .await
-    });
-    println!("host       enclave-host consuming {}\n", topic::REQUESTS);
-
-    // The backend, with the producer SDK.
+    // The backend, with the producer SDK: fleet keys come from the key directory.
     let client = Client::builder(kafka.clone(), TENANT)
-        .signer(producer)
-        .fleet_keys(Keyring::new().with(fleet_public)?)
-        .result_keys(Keyring::new().with(result_public)?)
-        .metadata_key(MetadataKey::from_bytes(random_32()?))
+        .signer(stack.producer_signer()?)
+        .key_directory(stack.key_directory_policy()?)
+        .metadata_key(MetadataKey::from_bytes(stack.metadata_key))
         .codec(codec.clone())
         .pbkdf2_iterations(args.iterations)
         .build()?;
+    let fleet = client
+        .wait_for_fleet_key(KEY_DIRECTORY_TIMEOUT)
+        .await
+        .context("the SDK found no trusted fleet key")?;
+    println!(
+        "user side  key directory: fleet key {} v{} verified (chain to the pinned root, PCR0, key and entry bound by the attestation document)",
+        fleet.key_id, fleet.key_version
+    );
+    println!("           fingerprint {}", fleet.fingerprint);
     let t = Instant::now();
     let user = client
         .login(USER, Passphrase::new(DANGER_DEMO_PASSPHRASE))
@@ -291,9 +203,7 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
         );
     }
 
-    stop.cancel();
-    let summary = host.await.context("the host task failed")??;
-    let _ = app.await;
+    let summary = stack.stop().await?;
     println!(
         "\nhost       stopped: {} processed, {} dead-lettered; offsets committed after every ack",
         plural(summary.processed, "request"),
@@ -311,10 +221,4 @@ fn plural(n: u64, what: &str) -> String {
     } else {
         format!("{n} {what}s")
     }
-}
-
-fn random_32() -> anyhow::Result<[u8; 32]> {
-    let mut key = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no system randomness"))?;
-    Ok(key)
 }

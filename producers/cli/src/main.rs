@@ -4,6 +4,10 @@
 
 mod demo;
 mod inspect;
+mod produce;
+mod replay;
+mod stack;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +38,41 @@ enum Command {
     ///
     /// Example: zenvelope demo --entries 2 --iterations 100000
     Demo(demo::Args),
+    /// Start the local pipeline and keep it running for `produce` and `subscribe`.
+    ///
+    /// Runs what `demo` runs (embedded broker or --bootstrap, enclave with a DANGER dev
+    /// attestation CA, host, key directory) and writes a client configuration with the
+    /// dev key files to --state-dir. Stops on Ctrl-C.
+    ///
+    /// Example: zenvelope up --state-dir .zenvelope
+    Up(up::Args),
+    /// Seal a text for a user and send it for analysis (producer SDK).
+    ///
+    /// The fleet key comes from the attested key directory and is verified first. The
+    /// passphrase comes from $ZENVELOPE_PASSPHRASE or --passphrase-file, never from the
+    /// command line.
+    ///
+    /// Example: echo 'Slept badly again.' | ZENVELOPE_PASSPHRASE=... zenvelope produce --config .zenvelope/client.toml --user alice@example.com --wait
+    Produce(produce::ProduceArgs),
+    /// Follow the result topic: a user's opened answers, or public metadata only without --user.
+    ///
+    /// Exits non-zero if an answer addressed to the user could not be opened (a wrong
+    /// passphrase opens nothing).
+    ///
+    /// Example: ZENVELOPE_PASSPHRASE=... zenvelope subscribe --config .zenvelope/client.toml --user alice@example.com --from-beginning --count 1
+    Subscribe(produce::SubscribeArgs),
+    /// Re-read topics and report on them, for auditors: signatures, gaps, dead letters.
+    ///
+    /// Reads the request, result and dead-letter topics (or those given with --topic)
+    /// over a window of offsets or times, verifies every envelope's signature against the
+    /// keys you trust, and reports malformed, tampered and untrusted records, requests
+    /// without results, answers without requests and dead letters by reason. Reads
+    /// public headers only: nothing is decrypted. Exit status 0 when clean, 1 on
+    /// findings, 2 when the replay could not run.
+    ///
+    /// Example: zenvelope replay --bootstrap kafka:9092 --trust-producer-key
+    /// journal-backend:1=producer.pem --result-key fleet-results:1=results.pem
+    Replay(Box<replay::Args>),
     /// Print the public header of a sealed envelope (no keys needed, nothing decrypted).
     ///
     /// Reads Avro bytes, raw or Confluent-framed (0x00 + 4-byte schema id), from a file
@@ -49,10 +88,33 @@ enum Command {
     },
 }
 
+/// Logs to stderr, filtered by `RUST_LOG`; by default warnings only (the DANGER notices
+/// of dev material among them), and the stack's own progress for `up`.
+fn init_tracing(command: &Command) {
+    use tracing_subscriber::EnvFilter;
+    let default = match command {
+        Command::Up(_) => "info,librdkafka=warn,rdkafka=warn",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Demo(_) | Command::Inspect { .. }) {
+        init_tracing(&cli.command);
+    }
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Up(args) => up::run(&args),
+        Command::Produce(args) => produce::produce(&args),
+        Command::Subscribe(args) => produce::subscribe(&args),
+        // Its own exit statuses: clean, findings, error.
+        Command::Replay(args) => return replay::main(&args),
         Command::Inspect { path, hex } => inspect::run(path.as_deref(), hex),
     };
     match result {

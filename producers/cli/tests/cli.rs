@@ -58,6 +58,15 @@ fn demo_runs_every_stage_and_never_prints_the_entries() {
     );
     assert!(stdout.contains("NOT a model"));
     assert!(stdout.contains("\"kind\":\"REQUEST\""));
+    // The fleet key came from the attested key directory.
+    assert!(
+        stdout.contains("published 2 attested public keys on zenvelope.keys"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("key directory: fleet key fleet v1 verified"),
+        "{stdout}"
+    );
     // Through the broker: the record's key is the pseudonym, the host processed both, and
     // two audit events per entry (opened, disclosure receipt) came back from the topic.
     assert_eq!(

@@ -1,0 +1,251 @@
+//! The local stack `zenvelope demo` and `zenvelope up` run in one process: a broker
+//! (embedded, or `--bootstrap`), the enclave application with a DANGER dev attestation CA
+//! on loopback TCP, the enclave-host loop, and the host's key directory publisher.
+//!
+//! Everything is dev material generated at start: fleet and producer keys, the dev CA,
+//! the tenant's metadata key. Printed as each part comes up.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zenvelope_attestation::danger::{DevCa, dev_measurements};
+use zenvelope_enclave::app::launch::DEV_MEASUREMENT_LABEL;
+use zenvelope_enclave::app::{AppConfig, Processor, ProcessorParts, serve};
+use zenvelope_enclave::host::{EnclaveClient, RequestHandler, keep_published, publish_once};
+use zenvelope_enclave::providers::OfflineAnalyser;
+use zenvelope_enclave::transport::TransportAddr;
+use zenvelope_envelope::{FleetPrivateKey, Keyring, SigningKey};
+use zenvelope_producer::{KeyDirectoryPolicy, PinnedMeasurements};
+use zenvelope_runtime::{EmbeddedBroker, KafkaConfig, ProcessorConfig, Producer, RunSummary};
+use zenvelope_schemas::SchemaCodec;
+use zenvelope_schemas::names::topic;
+
+/// The tenant of the local stack.
+pub(crate) const TENANT: &str = "demo-clinic";
+/// Key id of the stack's producer signing key (trusted by its enclave).
+pub(crate) const PRODUCER_KEY_ID: &str = "journal-backend";
+/// Key id of the stack's result-signing key.
+pub(crate) const RESULT_KEY_ID: &str = "fleet-results";
+/// How long `--bootstrap` may take to answer before giving up.
+const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `up` refreshes the key directory.
+const KEY_REFRESH: Duration = Duration::from_secs(3600);
+
+/// What to start.
+pub(crate) struct StackOptions {
+    /// A broker to use instead of the embedded one.
+    pub(crate) bootstrap: Option<String>,
+    /// RSA modulus size of the fleet and producer keys.
+    pub(crate) rsa_bits: usize,
+    /// Consumer group of the host loop.
+    pub(crate) host_group: &'static str,
+}
+
+/// The running stack.
+pub(crate) struct LocalStack {
+    /// The broker's client configuration.
+    pub(crate) kafka: KafkaConfig,
+    /// The schema codec (offline catalog).
+    pub(crate) codec: Arc<SchemaCodec>,
+    /// The tenant's dev metadata key.
+    pub(crate) metadata_key: [u8; 32],
+    /// The producer signing key the enclave trusts, PKCS#8 DER.
+    pub(crate) producer_pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    /// The fleet's result-signing public key, DER SubjectPublicKeyInfo.
+    pub(crate) result_spki: Vec<u8>,
+    /// The dev attestation root, DER.
+    pub(crate) dev_root: Vec<u8>,
+    /// The enclave's dev PCR0.
+    pub(crate) pcr0: Vec<u8>,
+    stop: CancellationToken,
+    host: JoinHandle<Result<RunSummary, zenvelope_runtime::Error>>,
+    app: JoinHandle<()>,
+    _embedded: Option<EmbeddedBroker>,
+}
+
+impl LocalStack {
+    /// Starts every part and publishes the key directory once.
+    pub(crate) async fn start(options: &StackOptions) -> anyhow::Result<Self> {
+        if !zenvelope_envelope::ACCEPTED_RSA_BITS.contains(&options.rsa_bits) {
+            anyhow::bail!(
+                "RSA keys must be 2048, 3072 or 4096 bits (--rsa-bits {})",
+                options.rsa_bits
+            );
+        }
+        let topics = [
+            (topic::REQUESTS, 2),
+            (topic::RESULTS, 2),
+            (topic::DLQ, 1),
+            (topic::AUDIT, 1),
+            (topic::KEYS, 1),
+        ];
+
+        // The broker.
+        let (embedded, kafka) = match &options.bootstrap {
+            Some(servers) => {
+                let kafka = KafkaConfig::new(servers.clone());
+                zenvelope_runtime::check_broker(&kafka, BROKER_CHECK_TIMEOUT).await?;
+                zenvelope_runtime::ensure_topics(&kafka, &topics)
+                    .await
+                    .with_context(|| format!("cannot create the zenvelope topics on {servers}"))?;
+                println!("broker     {servers} (given with --bootstrap)");
+                (None, kafka)
+            }
+            None => {
+                let broker = EmbeddedBroker::start(&topics)?;
+                println!(
+                    "broker     embedded Kafka-protocol broker at {} (librdkafka's in-memory mock cluster)",
+                    broker.bootstrap_servers()
+                );
+                let kafka = broker.kafka_config();
+                (Some(broker), kafka)
+            }
+        };
+
+        // Keys.
+        let t = Instant::now();
+        let fleet = FleetPrivateKey::generate("fleet", 1, options.rsa_bits)
+            .context("cannot generate the dev fleet key")?;
+        let producer = SigningKey::generate(PRODUCER_KEY_ID, 1, options.rsa_bits)?;
+        let producer_public = producer.verifying_key()?;
+        let result_signer = SigningKey::generate_ecdsa_p256(RESULT_KEY_ID, 1)?;
+        let result_spki = result_signer.spki_der().to_vec();
+        println!(
+            "keys       dev keys: fleet encryption and producer signing (RSA-{}), fleet result signing (ECDSA P-256), {} ms",
+            options.rsa_bits,
+            t.elapsed().as_millis()
+        );
+        println!(
+            "           fleet key fingerprint (SHA-256 of SPKI): {}",
+            fleet.public_key().fingerprint()
+        );
+
+        // Attestation: a dev CA in the real Nitro document format.
+        let dev_ca = DevCa::generate(false).context("cannot create the dev attestation CA")?;
+        let pcrs = dev_measurements(DEV_MEASUREMENT_LABEL);
+        let pcr0 = pcrs.get(&0).cloned().unwrap_or_default();
+        let attestor: Arc<dyn zenvelope_attestation::Attestor> =
+            Arc::new(dev_ca.issue("enclave-app", pcrs)?);
+        println!(
+            "attest     DANGER dev attestation CA (real Nitro document format; trusted locally only), enclave PCR0 {}...",
+            &hex::encode(&pcr0)[..16]
+        );
+
+        // The enclave application, in this process, on loopback TCP.
+        let stop = CancellationToken::new();
+        let processor = Processor::new(
+            &AppConfig::from_toml(&format!(
+                "[tenants.{TENANT}]\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[model]\nmodel = \"offline\"\n"
+            ))?,
+            ProcessorParts {
+                trusted_signers: Keyring::new().with(producer_public)?,
+                fleet_keys: Keyring::new().with(fleet)?,
+                result_signer,
+                provider: Arc::new(OfflineAnalyser),
+                enclave_measurement: Some(hex::encode(&pcr0)),
+                attestor: Some(attestor),
+            },
+        )?;
+        let listener = "tcp://127.0.0.1:0".parse::<TransportAddr>()?.bind().await?;
+        let enclave_addr = listener.local_addr()?;
+        let app = tokio::spawn(serve(listener, Arc::new(processor), stop.clone(), 64));
+        println!(
+            "enclave    enclave-app at {enclave_addr} (TCP loopback here, vsock in a Nitro Enclave; keys generated here, no KMS)"
+        );
+        println!("           model: the offline analyser, NOT a model (it counts words)");
+
+        // The host loop.
+        let codec = Arc::new(SchemaCodec::offline()?);
+        // One connection for requests and the key directory: the enclave serves one host
+        // connection at a time.
+        let enclave = Arc::new(EnclaveClient::new(enclave_addr, Duration::from_secs(30)));
+        let handler = RequestHandler::new(
+            enclave.clone(),
+            codec.clone(),
+            Duration::from_secs(1),
+            stop.clone(),
+        );
+        let host_config =
+            ProcessorConfig::new(options.host_group, vec![topic::REQUESTS.to_owned()]);
+        let (host_kafka, host_codec, host_stop) = (kafka.clone(), codec.clone(), stop.clone());
+        let host = tokio::spawn(async move {
+            zenvelope_runtime::run(
+                &host_kafka,
+                &host_config,
+                host_codec,
+                Arc::new(handler),
+                host_stop,
+            )
+            .await
+        });
+        println!("host       enclave-host consuming {}", topic::REQUESTS);
+        let keys_producer = Producer::new(&kafka)?;
+        let published = publish_once(&enclave, &keys_producer, &codec)
+            .await
+            .context("the host could not publish the key directory")?;
+        println!(
+            "           published {published} attested public keys on {} (the host cannot alter them unnoticed)\n",
+            topic::KEYS
+        );
+        tokio::spawn(keep_published(
+            enclave,
+            keys_producer,
+            codec.clone(),
+            KEY_REFRESH,
+            stop.clone(),
+        ));
+
+        Ok(Self {
+            kafka,
+            codec,
+            metadata_key: random_32()?,
+            producer_pkcs8: producer.to_pkcs8_der()?,
+            result_spki,
+            dev_root: dev_ca.root_der().to_vec(),
+            pcr0,
+            stop,
+            host,
+            app,
+            _embedded: embedded,
+        })
+    }
+
+    /// The producer signing key the enclave trusts.
+    pub(crate) fn producer_signer(&self) -> anyhow::Result<SigningKey> {
+        Ok(SigningKey::from_pkcs8_der(
+            PRODUCER_KEY_ID,
+            1,
+            &self.producer_pkcs8,
+        )?)
+    }
+
+    /// The policy a local producer verifies the key directory with.
+    pub(crate) fn key_directory_policy(&self) -> anyhow::Result<KeyDirectoryPolicy> {
+        Ok(KeyDirectoryPolicy::danger_dev_root(
+            &self.dev_root,
+            PinnedMeasurements::new().with_pcr(0, self.pcr0.clone()),
+        )?)
+    }
+
+    /// A token cancelled when the stack stops.
+    pub(crate) fn stopping(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Stops the host loop and the enclave; returns the host's summary.
+    pub(crate) async fn stop(self) -> anyhow::Result<RunSummary> {
+        self.stop.cancel();
+        let summary = self.host.await.context("the host task failed")??;
+        let _ = self.app.await;
+        Ok(summary)
+    }
+}
+
+fn random_32() -> anyhow::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    Ok(key)
+}
