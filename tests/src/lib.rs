@@ -285,15 +285,17 @@ impl Drop for Moto {
     }
 }
 
-/// Path of a binary of this workspace (e.g. `enclave-host`), building the package that
-/// defines it when it is missing. `cargo nextest run --workspace` builds every binary
-/// before the tests run, so the build is a fallback for running one test alone.
+/// Path of a binary of this workspace (e.g. `enclave-host`), after `cargo build` of the
+/// package that defines it (once per test process; a no-op when `cargo nextest run
+/// --workspace` already built it, and never a stale binary when one test runs alone).
 pub fn workspace_binary(package: &str, name: &str) -> Result<PathBuf> {
-    static BUILD: Mutex<()> = Mutex::new(());
+    // Built once per test process (cargo is a quick no-op when it is fresh), so a test
+    // never runs a stale binary left over from an earlier build.
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let target = target_dir()?;
     let path = target.join("debug").join(name);
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.is_file() {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args(["build", "--quiet", "-p", package, "--bin", name])
             .current_dir(workspace_root())
@@ -302,6 +304,7 @@ pub fn workspace_binary(package: &str, name: &str) -> Result<PathBuf> {
         if !status.success() {
             bail!("cargo build -p {package} --bin {name} failed");
         }
+        built.push(name.to_owned());
     }
     Ok(path)
 }

@@ -346,15 +346,51 @@ async fn bad_input_goes_to_the_dlq_with_a_reason_and_the_service_stays_up() -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_host_loses_nothing_and_the_enclave_dedupes() -> Result<()> {
-    let mut pipeline = Pipeline::start(Options::default()).await?;
-    pipeline.model.set_latency(Duration::from_millis(300));
+    // Offsets are committed rarely, so the kill certainly leaves answered requests
+    // uncommitted and the restarted host sends them again.
+    let mut pipeline = Pipeline::start(Options {
+        host_commit_interval_ms: 60_000,
+        ..Options::default()
+    })
+    .await?;
+    let latency = Duration::from_millis(300);
+    pipeline.model.set_latency(latency);
     let ids = produce_prompts(&pipeline, 0..30).await?;
-    // Kill the host (SIGKILL: no drain, no commit) once some answers are out.
+    // Kill the host (SIGKILL: no drain, no commit) once some answers are out. A model call
+    // still in flight would die with the host's egress proxy and rightly be made again
+    // after the restart, so the kill waits until every call was answered (the server
+    // counts a call on arrival and answers a latency later): then the count below shows
+    // that redelivered requests cost no second call.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while pipeline.model.calls() < 30 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the model was not called 30 times"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(latency + Duration::from_millis(200)).await;
     let early = pipeline.read_topic(topic::RESULTS, 5, WAIT).await?;
     ensure!(early.len() == 5, "only {} early answers", early.len());
     pipeline.kill_host()?;
     pipeline.start_host()?;
     let duplicates = expect_answers(&pipeline, &ids, 0).await?;
+    // The new host gets the partitions once the killed member's session expires, and
+    // sends the uncommitted requests again; the enclave answers them from its cache.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    // (Log fields are ANSI-coloured: match the message and the value.)
+    while !pipeline
+        .logs
+        .text_for("enclave-app")
+        .lines()
+        .any(|l| l.contains("Request handled.") && l.contains("\"duplicate\""))
+    {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no redelivered request reached the enclave's duplicate cache"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Redelivered requests were answered from the enclave's cache: one model call each.
     ensure!(
         pipeline.model.calls() == 30,
