@@ -4,6 +4,7 @@
 
 mod demo;
 mod inspect;
+mod keys;
 mod produce;
 mod replay;
 mod stack;
@@ -61,6 +62,9 @@ enum Command {
     ///
     /// Example: ZENVELOPE_PASSPHRASE=... zenvelope subscribe --config .zenvelope/client.toml --user alice@example.com --from-beginning --count 1
     Subscribe(produce::SubscribeArgs),
+    /// The key directory as the SDK sees it (`show`), and DEV keys for a backend (`generate`).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Re-read topics and report on them, for auditors: signatures, gaps, dead letters.
     ///
     /// Reads the request, result and dead-letter topics (or those given with --topic)
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(&args),
         Command::Produce(args) => produce::produce(&args),
         Command::Subscribe(args) => produce::subscribe(&args),
+        Command::Keys(command) => keys::run(&command),
         // Its own exit statuses: clean, findings, error.
         Command::Replay(args) => return replay::main(&args),
         Command::Inspect { path, hex } => inspect::run(path.as_deref(), hex),

@@ -141,13 +141,13 @@ pcrs = {{ 0 = "{pcr0}" }}
 
 /// Key files are readable by their owner only.
 #[cfg(unix)]
-fn restrict(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn restrict(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {}", path.display()))
 }
 
 #[cfg(not(unix))]
-fn restrict(_: &Path) -> anyhow::Result<()> {
+pub(crate) fn restrict(_: &Path) -> anyhow::Result<()> {
     Ok(())
 }

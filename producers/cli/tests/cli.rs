@@ -229,3 +229,50 @@ fn help_teaches_with_examples() {
     let out = zenvelope(&["--help"], None);
     assert!(text(&out.stdout).contains("inspect"));
 }
+
+#[test]
+fn keys_generate_writes_dev_keys_and_never_overwrites_silently() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().to_str().expect("utf-8 path");
+    let args = [
+        "keys",
+        "generate",
+        "--algorithm",
+        "ecdsa",
+        "--key-id",
+        "clinic-notes",
+        "--version",
+        "3",
+        "--out",
+        out_dir,
+    ];
+    let out = zenvelope(&args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("WARNING: DEV keys"));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("{ key_id = \"clinic-notes\", key_version = 3, spki_der_hex = \""),
+        "{stdout}"
+    );
+    let secret = dir.path().join("danger-dev-clinic-notes-v3.pk8");
+    let public = dir.path().join("clinic-notes-v3-public.der");
+    assert!(secret.is_file() && public.is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&secret)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the private key is readable by others");
+    }
+    let before = std::fs::read(&secret).expect("read");
+    let again = zenvelope(&args, None);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("pass --force"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(std::fs::read(&secret).expect("read"), before, "overwritten");
+}

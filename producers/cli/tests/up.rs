@@ -254,6 +254,105 @@ fn up_then_produce_and_subscribe_from_other_processes() {
     }
     assert!(!report.contains("CANARY"));
 
+    // The key directory as the SDK sees it.
+    let keys = |config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_zenvelope"))
+            .args(["keys", "show", "--wait-secs", "2", "--config"])
+            .arg(config)
+            .output()
+            .expect("keys show")
+    };
+    let out = keys(&config);
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown}{}", text(&out.stderr));
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("FLEET_ENCRYPTION/fleet/1") && l.ends_with("verified")),
+        "{shown}"
+    );
+    assert!(shown.contains("requests are wrapped to fleet key fleet v1"));
+    let out = keys(&pinned_elsewhere);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("REFUSED: the enclave measurements do not match"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A backend signing with a key id the enclave does not trust: the SDK cannot know,
+    // the enclave dead-letters it, and the auditor's replay shows both.
+    let other = state.join("other");
+    let out = Command::new(env!("CARGO_BIN_EXE_zenvelope"))
+        .args([
+            "keys",
+            "generate",
+            "--key-id",
+            "unknown-backend",
+            "--algorithm",
+            "ecdsa",
+            "--out",
+        ])
+        .arg(&other)
+        .output()
+        .expect("keys generate");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("trusted_signers entry"));
+    let untrusted = state.join("untrusted.toml");
+    std::fs::write(
+        &untrusted,
+        original
+            .replace(
+                "signing_key_file = \"danger-dev-producer.pk8\"",
+                "signing_key_file = \"other/danger-dev-unknown-backend-v1.pk8\"",
+            )
+            .replace(
+                "signing_key_id = \"journal-backend\"",
+                "signing_key_id = \"unknown-backend\"",
+            ),
+    )
+    .expect("write");
+    let out = zenvelope(
+        &["produce", "--user", USER],
+        &untrusted,
+        Some(PASSPHRASE),
+        CANARY.as_bytes(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let json = loop {
+        let replay = Command::new(env!("CARGO_BIN_EXE_zenvelope"))
+            .args(["replay", "--json", "--quiet", "--bootstrap", &bootstrap])
+            .arg("--trust-producer-key")
+            .arg(format!(
+                "journal-backend:1={}",
+                state.join("producer-public.der").display()
+            ))
+            .arg("--result-key")
+            .arg(format!(
+                "fleet-results:1={}",
+                state.join("results-public.der").display()
+            ))
+            .output()
+            .expect("replay");
+        let json: serde_json::Value = serde_json::from_slice(&replay.stdout).expect("JSON report");
+        if json["dead_letters"].get("untrusted_signer").is_some() {
+            assert_eq!(replay.status.code(), Some(1), "findings");
+            break json;
+        }
+        assert!(Instant::now() < deadline, "no dead letter: {json}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        json["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|p| p["class"] == "unknown_signer" && p["signer"]["key_id"] == "unknown-backend"),
+        "{json}"
+    );
+    assert!(!json.to_string().contains("CANARY"));
+
     let (stopped, log) = up.stop();
     assert!(stopped, "{log}");
     assert!(log.contains("requests processed"), "{log}");
