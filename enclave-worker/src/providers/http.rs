@@ -31,6 +31,23 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl Endpoint {
+    /// The endpoint of a provider base URL (`https://api.openai.com`,
+    /// `http://127.0.0.1:11434/v1`), checked as the providers check it.
+    pub fn from_base_url(base: &str) -> Result<Self, ProviderError> {
+        BaseUrl::parse(base).map(|b| b.endpoint)
+    }
+
+    /// The egress allowlist entry for this endpoint (`host:port`, IPv6 in brackets).
+    pub fn allow_entry(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Opens byte streams to endpoints. The enclave's connector will dial the egress tunnel
 /// and wrap the stream in TLS; [`TcpConnector`] dials plain TCP.
 pub trait Connector: Send + Sync {

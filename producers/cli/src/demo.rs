@@ -12,9 +12,10 @@
 //! the SDK verifies chain, PCR0 and binding before it wraps anything), and the SDK
 //! opening the answers. What does not run here: vsock, the Nitro NSM and KMS key release
 //! (the dev keys are generated in this process; the end-to-end tests run `enclave-app`
-//! with a dev attestation and moto's KMS), a real model
-//! (the answer comes from the offline analyser, which is labelled as NOT a model), and
-//! the audit sink (the audit events are read back from the topic).
+//! with a dev attestation and moto's KMS) and the audit sink (the audit events are read
+//! back from the topic). The model is the one `--provider` names (through an in-process
+//! egress proxy that allows only its address), or, without an API key, the offline
+//! analyser, which is labelled as NOT a model.
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,8 @@ pub(crate) struct Args {
     /// are created if missing.
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap: Option<String>,
+    #[command(flatten)]
+    model: crate::stack::ModelArgs,
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
@@ -82,6 +85,7 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
         bootstrap: args.bootstrap.clone(),
         rsa_bits: args.rsa_bits,
         host_group: "zenvelope-demo-host",
+        model: args.model.clone(),
     })
     .await?;
     let (kafka, codec) = (stack.kafka.clone(), stack.codec.clone());

@@ -33,9 +33,11 @@ enum Command {
     /// Starts an embedded Kafka-protocol broker (or uses --bootstrap), the enclave host
     /// and the enclave application in this process, then seals each entry with the
     /// producer SDK (user key from a passphrase with PBKDF2, fleet key wrap, producer
-    /// signature), shows what the broker holds, lets the enclave open it and answer with
-    /// the clearly labelled offline analyser (not a model), opens the sealed answer as the
-    /// user, and prints the audit trail. Dev keys only; nothing is kept.
+    /// signature), shows what the broker holds, lets the enclave open it and ask the model
+    /// (--provider: OpenAI, Anthropic or any OpenAI-compatible server, keys from
+    /// ZENVELOPE_OPENAI_API_KEY / ZENVELOPE_ANTHROPIC_API_KEY; without a key, the clearly
+    /// labelled offline analyser, not a model), opens the sealed answer as the user, and
+    /// prints the audit trail. Dev keys only; nothing is kept.
     ///
     /// Example: zenvelope demo --entries 2 --iterations 100000
     Demo(demo::Args),

@@ -14,9 +14,17 @@ use tokio_util::sync::CancellationToken;
 use zenvelope_attestation::danger::{DevCa, dev_measurements};
 use zenvelope_enclave::app::launch::DEV_MEASUREMENT_LABEL;
 use zenvelope_enclave::app::{AppConfig, Processor, ProcessorParts, serve};
+use zenvelope_enclave::egress::{
+    EgressConnector, EgressConnectorConfig, EgressProxy, EgressProxyConfig,
+};
 use zenvelope_enclave::host::{EnclaveClient, RequestHandler, keep_published, publish_once};
-use zenvelope_enclave::providers::OfflineAnalyser;
+use zenvelope_enclave::providers::http::Endpoint;
+use zenvelope_enclave::providers::{
+    ANTHROPIC_API_KEY_ENV, ModelProvider, OPENAI_API_KEY_ENV, OfflineAnalyser, ProviderConfig,
+    ProviderKind, build_provider,
+};
 use zenvelope_enclave::transport::TransportAddr;
+use zenvelope_enclave_protocol::EgressPolicy;
 use zenvelope_envelope::{FleetPrivateKey, Keyring, SigningKey};
 use zenvelope_producer::{KeyDirectoryPolicy, PinnedMeasurements};
 use zenvelope_runtime::{EmbeddedBroker, KafkaConfig, ProcessorConfig, Producer, RunSummary};
@@ -34,6 +42,37 @@ const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often `up` refreshes the key directory.
 const KEY_REFRESH: Duration = Duration::from_secs(3600);
 
+/// Which model answers.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProviderChoice {
+    /// OpenAI if ZENVELOPE_OPENAI_API_KEY is set, else Anthropic if
+    /// ZENVELOPE_ANTHROPIC_API_KEY is set, else the offline analyser.
+    Auto,
+    /// The offline analyser: NOT a model (it counts words).
+    Offline,
+    /// OpenAI chat completions, or any OpenAI-compatible server (--provider-url).
+    Openai,
+    /// Anthropic messages.
+    Anthropic,
+}
+
+/// The model provider options of `demo` and `up`.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ModelArgs {
+    /// Which model answers. API keys come from ZENVELOPE_OPENAI_API_KEY or
+    /// ZENVELOPE_ANTHROPIC_API_KEY, never from the command line.
+    #[arg(long, value_enum, default_value_t = ProviderChoice::Auto)]
+    provider: ProviderChoice,
+    /// The provider's base URL (default https://api.openai.com or
+    /// https://api.anthropic.com). Any OpenAI-compatible server works; `http://` is
+    /// accepted for local servers, with a warning (the host could read the prompts).
+    #[arg(long, value_name = "URL")]
+    provider_url: Option<String>,
+    /// The model name (default gpt-4o-mini or claude-3-5-haiku-latest).
+    #[arg(long, value_name = "NAME")]
+    model: Option<String>,
+}
+
 /// What to start.
 pub(crate) struct StackOptions {
     /// A broker to use instead of the embedded one.
@@ -42,6 +81,8 @@ pub(crate) struct StackOptions {
     pub(crate) rsa_bits: usize,
     /// Consumer group of the host loop.
     pub(crate) host_group: &'static str,
+    /// The model provider.
+    pub(crate) model: ModelArgs,
 }
 
 /// The running stack.
@@ -136,15 +177,16 @@ impl LocalStack {
 
         // The enclave application, in this process, on loopback TCP.
         let stop = CancellationToken::new();
+        let (provider, model_name) = model_provider(&options.model, &stop).await?;
         let processor = Processor::new(
             &AppConfig::from_toml(&format!(
-                "[tenants.{TENANT}]\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[model]\nmodel = \"offline\"\n"
+                "[tenants.{TENANT}]\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[model]\nmodel = {model_name:?}\n"
             ))?,
             ProcessorParts {
                 trusted_signers: Keyring::new().with(producer_public)?,
                 fleet_keys: Keyring::new().with(fleet)?,
                 result_signer,
-                provider: Arc::new(OfflineAnalyser),
+                provider,
                 enclave_measurement: Some(hex::encode(&pcr0)),
                 attestor: Some(attestor),
             },
@@ -155,7 +197,6 @@ impl LocalStack {
         println!(
             "enclave    enclave-app at {enclave_addr} (TCP loopback here, vsock in a Nitro Enclave; keys generated here, no KMS)"
         );
-        println!("           model: the offline analyser, NOT a model (it counts words)");
 
         // The host loop.
         let codec = Arc::new(SchemaCodec::offline()?);
@@ -242,6 +283,65 @@ impl LocalStack {
         let _ = self.app.await;
         Ok(summary)
     }
+}
+
+/// The model provider `options` ask for. An HTTP provider is reached as in production:
+/// through an egress proxy (the host's side, here in this process) that allows only the
+/// provider's address; TLS ends in the enclave.
+async fn model_provider(
+    options: &ModelArgs,
+    stop: &CancellationToken,
+) -> anyhow::Result<(Arc<dyn ModelProvider>, String)> {
+    let has_key = |var| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    let kind = match options.provider {
+        ProviderChoice::Offline => None,
+        ProviderChoice::Openai => Some(ProviderKind::OpenAi),
+        ProviderChoice::Anthropic => Some(ProviderKind::Anthropic),
+        ProviderChoice::Auto if has_key(OPENAI_API_KEY_ENV) => Some(ProviderKind::OpenAi),
+        ProviderChoice::Auto if has_key(ANTHROPIC_API_KEY_ENV) => Some(ProviderKind::Anthropic),
+        ProviderChoice::Auto => None,
+    };
+    let Some(kind) = kind else {
+        println!("           model: the offline analyser, NOT a model (it counts words)");
+        return Ok((Arc::new(OfflineAnalyser), "offline".to_owned()));
+    };
+    let (default_url, default_model, key_env) = match kind {
+        ProviderKind::Anthropic => (
+            "https://api.anthropic.com",
+            "claude-3-5-haiku-latest",
+            ANTHROPIC_API_KEY_ENV,
+        ),
+        _ => ("https://api.openai.com", "gpt-4o-mini", OPENAI_API_KEY_ENV),
+    };
+    let url = options.provider_url.as_deref().unwrap_or(default_url);
+    let model = options.model.as_deref().unwrap_or(default_model).to_owned();
+    let endpoint = Endpoint::from_base_url(url)
+        .with_context(|| format!("--provider-url {url} is not usable"))?;
+    if endpoint.scheme == "https" && !has_key(key_env) {
+        anyhow::bail!("the {kind:?} provider at {url} needs an API key in {key_env}");
+    }
+    let proxy = EgressProxy::new(EgressProxyConfig::new(
+        "tcp://127.0.0.1:0".parse()?,
+        EgressPolicy::from_entries(&[endpoint.allow_entry()])?,
+    ))?;
+    let listener = proxy.bind().await?;
+    let mut connector = EgressConnectorConfig::new(listener.local_addr()?);
+    tokio::spawn(proxy.serve(listener, stop.clone()));
+    if endpoint.scheme == "http" {
+        println!(
+            "           DANGER: plain http:// to the model: the host could read the prompts (local model servers only)"
+        );
+        connector.allow_plain_http = true;
+    }
+    let provider = build_provider(
+        ProviderConfig::from_env(kind, url.to_owned()),
+        Arc::new(EgressConnector::new(connector)?),
+    )?;
+    println!(
+        "           model: {kind:?} {model} at {url}, through the host's egress proxy (only {} allowed)",
+        endpoint.allow_entry()
+    );
+    Ok((Arc::from(provider), model))
 }
 
 fn random_32() -> anyhow::Result<[u8; 32]> {

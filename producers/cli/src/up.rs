@@ -27,6 +27,8 @@ pub(crate) struct Args {
     /// RSA modulus size of the dev fleet and producer keys (2048, 3072 or 4096).
     #[arg(long, default_value_t = DEFAULT_RSA_BITS)]
     rsa_bits: usize,
+    #[command(flatten)]
+    model: crate::stack::ModelArgs,
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
@@ -43,6 +45,7 @@ async fn up(args: &Args) -> anyhow::Result<()> {
         bootstrap: args.bootstrap.clone(),
         rsa_bits: args.rsa_bits,
         host_group: "zenvelope-up-host",
+        model: args.model.clone(),
     })
     .await?;
     let config = write_state(&args.state_dir, &stack)?;

@@ -4,8 +4,11 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn zenvelope(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    // A developer's own API keys must not turn the demo into a paid model call.
     let mut child = Command::new(env!("CARGO_BIN_EXE_zenvelope"))
         .args(args)
+        .env_remove("ZENVELOPE_OPENAI_API_KEY")
+        .env_remove("ZENVELOPE_ANTHROPIC_API_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -275,4 +278,52 @@ fn keys_generate_writes_dev_keys_and_never_overwrites_silently() {
         text(&again.stderr)
     );
     assert_eq!(std::fs::read(&secret).expect("read"), before, "overwritten");
+}
+
+#[test]
+fn demo_asks_a_configured_openai_compatible_model_through_the_egress_proxy() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let model = runtime
+        .block_on(zenvelope_tests::model_server::ModelServer::start())
+        .expect("model server");
+    let api_key = "sk-test-CANARY-KEY-91ab";
+    let out = Command::new(env!("CARGO_BIN_EXE_zenvelope"))
+        .args([
+            "demo",
+            "--entries",
+            "1",
+            "--iterations",
+            "100000",
+            "--rsa-bits",
+            "2048",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-test",
+            "--provider-url",
+            &model.base_url(),
+        ])
+        .env("ZENVELOPE_OPENAI_API_KEY", api_key)
+        .output()
+        .expect("demo");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("model: OpenAi gpt-test at http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("DANGER: plain http://"), "{stdout}");
+    assert!(
+        stdout.contains("/gpt-test, sealed and signed the answer"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("NOT a model"), "{stdout}");
+    assert_eq!(model.calls(), 1, "one model call for one entry");
+    for output in [&stdout, &stderr] {
+        assert!(!output.contains(api_key), "the API key was printed");
+        assert!(!output.contains("Slept four hours"), "plaintext printed");
+    }
 }

@@ -22,7 +22,14 @@ impl Up {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_zenvelope"))
-            .args(["up", "--rsa-bits", "2048", "--state-dir"])
+            .args([
+                "up",
+                "--rsa-bits",
+                "2048",
+                "--provider",
+                "offline",
+                "--state-dir",
+            ])
             .arg(dir.path().join("state"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
