@@ -174,3 +174,70 @@ async fn stored_records_are_sealed_for_the_user_alone() -> Result<()> {
     );
     Ok(())
 }
+
+/// An independent client (the spec's Python implementation and librdkafka's Python
+/// binding, none of this repository's Rust) consumes what the Rust SDK produced, verifies
+/// the producer signatures, opens the requests with the user's key and decodes the
+/// AnalysisRequest datums with fastavro.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_librdkafka_client_reads_what_the_sdk_produced() -> Result<()> {
+    let pipeline = Pipeline::start(Options::default()).await?;
+    let client = pipeline.sdk_client()?;
+    let user = client.login(USER, Passphrase::new(PASSPHRASE)).await?;
+    let mut sent = BTreeMap::new();
+    for n in 0..3 {
+        let s = client
+            .analyze(
+                &user,
+                Request::text(format!("Instruction {n}"), format!("SDK entry {n}"))
+                    .with_client_reference(format!("ref-{n}")),
+            )
+            .await?;
+        sent.insert(s.message_id, n);
+    }
+    let dir = tempfile::tempdir()?;
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, serde_json::to_vec(&pipeline.client_keys_json()?)?)?;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/interop/python/independent_client.py"
+    );
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg("--keys")
+        .arg(&keys)
+        .arg("--bootstrap")
+        .arg(&pipeline.kafka.bootstrap_servers)
+        .args(["--read-sdk-requests", "3", "--timeout", "60"])
+        .output()
+        .await
+        .with_context(|| format!("cannot run {python} {script}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "the independent client failed ({}): {stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let read = report["read"].as_object().context("read")?;
+    ensure!(read.len() == 3, "{report}");
+    for (id, n) in &sent {
+        let r = read
+            .get(id)
+            .with_context(|| format!("{id} not read: {report}"))?;
+        ensure!(
+            r["instruction"] == format!("Instruction {n}").as_str(),
+            "{r}"
+        );
+        ensure!(r["text"] == format!("SDK entry {n}").as_str(), "{r}");
+        ensure!(r["client_reference"] == format!("ref-{n}").as_str(), "{r}");
+        ensure!(
+            r["subject"] == user.subject() && r["key"] == user.subject(),
+            "{r}"
+        );
+        ensure!(r["purpose"] == "INDIVIDUAL_REQUEST", "{r}");
+    }
+    Ok(())
+}

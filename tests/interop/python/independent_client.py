@@ -7,6 +7,12 @@ with fastavro against schemas/avro/analysis-result.avsc.
 
 Usage:
     independent_client.py --keys KEYS.json --bootstrap HOST:PORT [--requests N] [--timeout S]
+    independent_client.py --keys KEYS.json --bootstrap HOST:PORT --read-sdk-requests N
+
+The second form produces nothing: it consumes the first N requests on the request topic
+(as the Rust producer SDK sealed them), verifies each producer signature, opens each with
+the user's key, decodes the AnalysisRequest datum with fastavro against
+schemas/avro/analysis-request.avsc and prints {"read": {message_id: {...}}, "rejected": [...]}.
 
 KEYS.json (hex for binary values): tenant, identity, passphrase, iterations, subject,
 producer_key_id, producer_key_version, producer_private_pkcs8, fleet_key_id,
@@ -39,6 +45,8 @@ RESULTS_TOPIC = "zenvelope.results"
 ENVELOPE_SCHEMA_ID = 1  # spec 4.3: the offline catalog's id for the envelope schema
 TEXT = "text/plain; charset=utf-8"
 AVSC = Path(__file__).resolve().parents[3] / "schemas" / "avro" / "analysis-result.avsc"
+REQUEST_AVSC = AVSC.with_name("analysis-request.avsc")
+ANALYSIS_REQUEST = "application/vnd.zenvelope.analysis-request+avro"
 
 
 def frame(avro: bytes) -> bytes:
@@ -57,7 +65,10 @@ def main() -> int:
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--requests", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--read-sdk-requests", type=int, default=0)
     args = ap.parse_args()
+    if args.read_sdk_requests:
+        return read_sdk_requests(args)
     k = json.loads(args.keys.read_text())
     h = bytes.fromhex
 
@@ -124,6 +135,54 @@ def main() -> int:
     print(json.dumps({"sent": len(sent), "requests": {m: n for m, n in sent.items()},
                       "answered": answered, "rejected": rejected}))
     return 0 if len(answered) == len(sent) else 1
+
+
+def read_sdk_requests(args) -> int:
+    """Verifies, opens and decodes requests the Rust SDK produced."""
+    k = json.loads(args.keys.read_text())
+    h = bytes.fromhex
+    user = z.UserKey.derive(k["tenant"], k["identity"], k["passphrase"], k["iterations"])
+    producer_public = z.load_private_pkcs8_der(h(k["producer_private_pkcs8"])).public_key()
+    policy = z.Policy(require_signature=True, trusted_keys={
+        (k["producer_key_id"], k["producer_key_version"]): producer_public,
+    })
+    schema = fastavro.parse_schema(json.loads(REQUEST_AVSC.read_text()))
+    consumer = Consumer({"bootstrap.servers": args.bootstrap,
+                         "group.id": f"independent-reader-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": 50})
+    consumer.subscribe([REQUESTS_TOPIC])
+    read: dict[str, dict] = {}
+    rejected: list[str] = []
+    deadline = time.monotonic() + args.timeout
+    while len(read) + len(rejected) < args.read_sdk_requests and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                rejected.append(f"consumer error: {msg.error()}")
+            continue
+        try:
+            _, datum = unframe(msg.value())
+            opened = z.open_envelope(datum, policy, [user])
+        except (ValueError, z.EnvelopeError) as e:
+            rejected.append(f"{type(e).__name__}: {e}")
+            continue
+        header = opened.envelope.header
+        if header.content_type != ANALYSIS_REQUEST or header.kind != "REQUEST":
+            rejected.append(f"unexpected {header.kind} {header.content_type}")
+            continue
+        request = fastavro.schemaless_reader(io.BytesIO(opened.plaintext), schema)
+        read[str(uuid.UUID(bytes=header.message_id))] = {
+            "subject": header.subject, "purpose": header.purpose,
+            "key": (msg.key() or b"").decode("utf-8", "replace"),
+            "instruction": request["instruction"], "text": request["input"]["text"],
+            "client_reference": request["client_reference"],
+        }
+    consumer.close()
+    print(json.dumps({"read": read, "rejected": rejected}))
+    return 0 if len(read) == args.read_sdk_requests and not rejected else 1
 
 
 if __name__ == "__main__":
