@@ -653,6 +653,47 @@ async fn the_canary_never_leaves_unsealed() {
     assert_no_canary(&out);
 }
 
+#[tokio::test]
+async fn textual_documents_sent_as_bytes_are_analysed_as_text() {
+    let f = fixture_with(
+        config(),
+        TestProvider {
+            echo: true,
+            ..TestProvider::default()
+        },
+        false,
+    );
+    let seal_bytes = |data: Vec<u8>, media_type: &str| {
+        let mut req = analysis_request("Summarise the observation.");
+        req.input = AnalysisInput::Binary(zenvelope_schemas::BinaryInput {
+            data,
+            media_type: media_type.to_owned(),
+        });
+        req
+    };
+    // A FHIR resource (application/fhir+json) reaches the model as its text.
+    let fhir = format!(r#"{{"resourceType":"Observation","note":"{CANARY}"}}"#);
+    let req = seal_bytes(
+        fhir.clone().into_bytes(),
+        "application/fhir+json; fhirVersion=4.0",
+    );
+    let (fields, datum) = fields_for(&f.codec, &req).await;
+    let env = sealer().seal(&fields, &datum).expect("seal");
+    let out = process(&f, env.header.message_id, &framed(&f.codec, &env).await).await;
+    assert_no_canary(&out);
+    let (_, plaintext) = user_opens(&f, out.result_envelope().expect("answered")).await;
+    assert!(
+        contains(&plaintext, fhir.as_bytes()),
+        "the model saw the document"
+    );
+    // Bytes that claim to be text but are not UTF-8 are refused, not guessed at.
+    let req = seal_bytes(vec![0xff, 0xfe, 0x00, 0x41], "text/plain");
+    let (fields, datum) = fields_for(&f.codec, &req).await;
+    let env = sealer().seal(&fields, &datum).expect("seal");
+    let out = process(&f, env.header.message_id, &framed(&f.codec, &env).await).await;
+    assert_eq!(reason(&out), "invalid_plaintext");
+}
+
 async fn read_until<F: FnMut(&Frame) -> bool>(
     conn: &mut zenvelope_enclave::transport::Connection,
     mut done: F,

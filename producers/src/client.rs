@@ -10,8 +10,8 @@ use zenvelope_envelope::{
 use zenvelope_runtime::{KafkaConfig, Outbound, Producer};
 use zenvelope_schemas::names::{header, media_type, topic};
 use zenvelope_schemas::{
-    AnalysisInput, AnalysisRequest, ModelPreferences, RequestLimits, SchemaCodec, Subject,
-    TextInput,
+    AnalysisInput, AnalysisRequest, BinaryInput, ModelPreferences, RequestLimits, SchemaCodec,
+    Subject, TextInput,
 };
 
 use crate::directory::{KeyDirectory, KeyDirectoryPolicy};
@@ -51,15 +51,41 @@ impl std::fmt::Debug for User {
     }
 }
 
-/// An analysis request: an instruction, the text to analyse, and optional preferences.
+/// What the model analyses (sealed).
+#[derive(Clone)]
+pub enum Input {
+    /// Text.
+    Text(String),
+    /// A document as bytes with its media type. The enclave analyses textual media types
+    /// (`text/*`, `application/json`, `application/xml`, `*+json`, `*+xml`, e.g. a FHIR
+    /// resource) as UTF-8 text; other types (images, PDF) are dead-lettered with
+    /// `unsupported_input` until a provider with binary input is configured.
+    Bytes {
+        /// The bytes.
+        data: Vec<u8>,
+        /// Their media type, e.g. `application/fhir+json`.
+        media_type: String,
+    },
+}
+
+impl Input {
+    fn len(&self) -> usize {
+        match self {
+            Input::Text(t) => t.len(),
+            Input::Bytes { data, .. } => data.len(),
+        }
+    }
+}
+
+/// An analysis request: an instruction, the input to analyse, and optional preferences.
 /// `Debug` shows lengths only: everything but the purpose and the preferences is the
 /// user's data.
 #[derive(Clone)]
 pub struct Request {
     /// What the model is asked to do (sealed).
     pub instruction: String,
-    /// The input text (sealed).
-    pub text: String,
+    /// The input (sealed).
+    pub input: Input,
     /// Purpose of use, authenticated in the header and enforced by the enclave.
     pub purpose: Purpose,
     /// Sampling temperature, if the default does not suit.
@@ -74,7 +100,7 @@ impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
             .field("instruction_len", &self.instruction.len())
-            .field("text_len", &self.text.len())
+            .field("input_len", &self.input.len())
             .field("purpose", &self.purpose)
             .field("temperature", &self.temperature)
             .field("max_output_tokens", &self.max_output_tokens)
@@ -87,9 +113,29 @@ impl Request {
     /// A request with `instruction` and `text`, for the individual's own request
     /// (`Purpose::IndividualRequest`).
     pub fn text(instruction: impl Into<String>, text: impl Into<String>) -> Self {
+        Self::with_input(instruction, Input::Text(text.into()))
+    }
+
+    /// A request with `instruction` and a document as bytes of `media_type` (see
+    /// [`Input::Bytes`] for what the enclave accepts).
+    pub fn bytes(
+        instruction: impl Into<String>,
+        data: impl Into<Vec<u8>>,
+        media_type: impl Into<String>,
+    ) -> Self {
+        Self::with_input(
+            instruction,
+            Input::Bytes {
+                data: data.into(),
+                media_type: media_type.into(),
+            },
+        )
+    }
+
+    fn with_input(instruction: impl Into<String>, input: Input) -> Self {
         Self {
             instruction: instruction.into(),
-            text: text.into(),
+            input,
             purpose: Purpose::IndividualRequest,
             temperature: None,
             max_output_tokens: None,
@@ -414,7 +460,12 @@ impl Client {
     pub async fn analyze(&self, user: &User, request: Request) -> Result<Sent, Error> {
         let datum = AnalysisRequest {
             instruction: request.instruction,
-            input: AnalysisInput::Text(TextInput::plain(request.text)),
+            input: match request.input {
+                Input::Text(text) => AnalysisInput::Text(TextInput::plain(text)),
+                Input::Bytes { data, media_type } => {
+                    AnalysisInput::Binary(BinaryInput { data, media_type })
+                }
+            },
             model: ModelPreferences {
                 temperature: request.temperature,
                 max_output_tokens: request.max_output_tokens,
@@ -558,6 +609,6 @@ mod tests {
             .with_client_reference(canary);
         let shown = format!("{r:?}");
         assert!(!shown.contains(canary), "{shown}");
-        assert!(shown.contains("text_len: 23"), "{shown}");
+        assert!(shown.contains("input_len: 23"), "{shown}");
     }
 }

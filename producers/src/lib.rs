@@ -56,7 +56,8 @@ pub mod replay;
 mod results;
 
 pub use client::{
-    Client, ClientBuilder, DEFAULT_DEK_SESSION, DEFAULT_KEY_WAIT, Request, Sent, User,
+    Client, ClientBuilder, DEFAULT_DEK_SESSION, DEFAULT_KEY_WAIT, FleetKeyInfo, Input, Request,
+    Sent, User,
 };
 pub use config::{ClientConfig, KeyDirectorySection, KeysSection, RootName};
 pub use directory::{KeyDirectory, KeyDirectoryPolicy};

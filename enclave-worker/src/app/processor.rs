@@ -38,6 +38,22 @@ pub const TEXT_PLAIN_UTF8: &str = "text/plain; charset=utf-8";
 pub const REASON_PROVIDER_UNAVAILABLE: &str = "provider_unavailable";
 /// Reason code of a model call that failed for good (rejected request, invalid response).
 pub const REASON_PROVIDER_FAILED: &str = "provider_failed";
+/// Whether a binary input of `media_type` is text the models can read: `text/*`,
+/// `application/json`, `application/xml` and the `+json`/`+xml` suffixes (FHIR, CDA).
+fn is_textual(media_type: &str) -> bool {
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || essence == "application/json"
+        || essence == "application/xml"
+        || (essence.starts_with("application/")
+            && (essence.ends_with("+json") || essence.ends_with("+xml")))
+}
+
 /// Reason code written into the audit event of a duplicate answered from the cache.
 pub const REASON_DUPLICATE: &str = "duplicate";
 
@@ -571,6 +587,15 @@ impl Processor {
         let client_reference = request.client_reference.take().map(Zeroizing::new);
         let input = match &mut request.input {
             AnalysisInput::Text(text) => Zeroizing::new(std::mem::take(&mut text.text)),
+            AnalysisInput::Binary(binary) if is_textual(&binary.media_type) => {
+                match String::from_utf8(std::mem::take(&mut binary.data)) {
+                    Ok(text) => Zeroizing::new(text),
+                    Err(error) => {
+                        error.into_bytes().zeroize();
+                        return Err(Rejection::InvalidPlaintext);
+                    }
+                }
+            }
             AnalysisInput::Binary(binary) => {
                 binary.data.zeroize();
                 return Err(Rejection::UnsupportedInput);

@@ -47,6 +47,11 @@ pub(crate) struct ProduceArgs {
     /// How long --wait waits, in seconds.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// Send the input as a document of this media type (bytes, e.g.
+    /// `application/fhir+json`) instead of as UTF-8 text. The enclave analyses textual
+    /// types; images and PDFs are dead-lettered (`unsupported_input`).
+    #[arg(long, value_name = "TYPE")]
+    media_type: Option<String>,
     /// The text to analyse: a file, or standard input when absent or `-`.
     input: Option<PathBuf>,
 }
@@ -104,7 +109,7 @@ fn load(config: &Path) -> anyhow::Result<ClientConfig> {
     Ok(ClientConfig::load(config)?)
 }
 
-fn read_input(path: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<String>> {
+fn read_bytes(path: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     let limit = u64::try_from(MAX_INPUT_BYTES).unwrap_or(u64::MAX) + 1;
     match path {
@@ -117,16 +122,30 @@ fn read_input(path: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<String>>
     if bytes.len() > MAX_INPUT_BYTES {
         bail!("the input is larger than {MAX_INPUT_BYTES} bytes");
     }
-    let text = String::from_utf8(std::mem::take(&mut *bytes))
-        .map_err(|_| anyhow::anyhow!("the input is not UTF-8 text"))?;
-    Ok(zeroize::Zeroizing::new(text))
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        bail!("the input is empty: nothing to send");
+    }
+    Ok(bytes)
+}
+
+/// The request for the input: text, or a document with `--media-type`.
+fn request(args: &ProduceArgs) -> anyhow::Result<Request> {
+    let mut bytes = read_bytes(args.input.as_deref())?;
+    let data = std::mem::take(&mut *bytes);
+    Ok(match &args.media_type {
+        Some(media_type) => Request::bytes(args.instruction.clone(), data, media_type.clone()),
+        None => {
+            let text = String::from_utf8(data).map_err(|e| {
+                zeroize::Zeroize::zeroize(&mut e.into_bytes());
+                anyhow::anyhow!("the input is not UTF-8 text (give --media-type to send bytes)")
+            })?;
+            Request::text(args.instruction.clone(), text)
+        }
+    })
 }
 
 pub(crate) fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
-    let text = read_input(args.input.as_deref())?;
-    if text.trim().is_empty() {
-        bail!("the input is empty: nothing to send");
-    }
+    let request = request(args)?;
     let config = load(&args.config)?;
     runtime()?.block_on(async {
         let client = Client::from_client_config(&config)?;
@@ -144,12 +163,7 @@ pub(crate) fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
         } else {
             None
         };
-        let sent = client
-            .analyze(
-                &user,
-                Request::text(args.instruction.clone(), text.to_string()),
-            )
-            .await?;
+        let sent = client.analyze(&user, request).await?;
         println!(
             "sent {} to {} partition {} offset {} (subject {})",
             sent.message_id,

@@ -138,6 +138,29 @@ fn up_then_produce_and_subscribe_from_other_processes() {
     );
     assert!(stdout.contains("NOT a model"), "{stdout}");
 
+    // A document as bytes with its media type (a FHIR resource) is answered too.
+    let fhir = format!(r#"{{"resourceType":"Observation","note":"{CANARY}"}}"#);
+    let out = zenvelope(
+        &[
+            "produce",
+            "--user",
+            USER,
+            "--wait",
+            "--media-type",
+            "application/fhir+json",
+        ],
+        &config,
+        Some(PASSPHRASE),
+        fhir.as_bytes(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("(RESULT, from offline-analyser"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!text(&out.stdout).contains("CANARY"));
+
     // The same user, later, reads the answer back.
     let out = zenvelope(
         &[
@@ -224,8 +247,8 @@ fn up_then_produce_and_subscribe_from_other_processes() {
     );
     assert!(!text(&out.stdout).contains("sent "));
 
-    // An auditor replays the topics with the public keys `up` wrote: one request, its
-    // answer, every signature good.
+    // An auditor replays the topics with the public keys `up` wrote: two requests, their
+    // answers, every signature good.
     let state = up.dir.path().join("state");
     let bootstrap = original
         .lines()
@@ -257,7 +280,7 @@ fn up_then_produce_and_subscribe_from_other_processes() {
     let json: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
     assert_eq!(json["clean"], true, "{report}");
     for t in ["zenvelope.requests", "zenvelope.results"] {
-        assert_eq!(json["topics"][t]["verified"], 1, "{t}: {report}");
+        assert_eq!(json["topics"][t]["verified"], 2, "{t}: {report}");
     }
     assert!(!report.contains("CANARY"));
 
