@@ -63,8 +63,8 @@ pub(crate) struct ModelArgs {
     /// ZENVELOPE_ANTHROPIC_API_KEY, never from the command line.
     #[arg(long, value_enum, default_value_t = ProviderChoice::Auto)]
     provider: ProviderChoice,
-    /// The provider's base URL (default https://api.openai.com or
-    /// https://api.anthropic.com). Any OpenAI-compatible server works; `http://` is
+    /// The provider's base URL (default `https://api.openai.com` or
+    /// `https://api.anthropic.com`). Any OpenAI-compatible server works; `http://` is
     /// accepted for local servers, with a warning (the host could read the prompts).
     #[arg(long, value_name = "URL")]
     provider_url: Option<String>,
