@@ -169,14 +169,16 @@ fn up_then_produce_and_subscribe_from_other_processes() {
             USER,
             "--from-beginning",
             "--count",
-            "1",
+            "2",
         ],
         &config,
         Some(PASSPHRASE),
         b"",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains(&format!("answer to {sent}")));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("answer to {sent}")), "{stdout}");
+    assert_eq!(stdout.matches("answer to ").count(), 2, "{stdout}");
 
     // A wrong passphrase opens nothing, and says so.
     let out = zenvelope(
@@ -197,9 +199,10 @@ fn up_then_produce_and_subscribe_from_other_processes() {
     assert!(stderr.contains("wrong passphrase"), "{stderr}");
     assert!(!text(&out.stdout).contains("answer to"));
 
-    // Without a user: public metadata only.
+    // Without a user: public metadata only (both answers; partitions interleave in any
+    // order).
     let out = zenvelope(
-        &["subscribe", "--from-beginning", "--count", "1"],
+        &["subscribe", "--from-beginning", "--count", "2"],
         &config,
         None,
         b"",
