@@ -214,7 +214,7 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
         summary.dead_lettered
     );
     println!(
-        "\nNext: docs/enclave-worker.md runs the same parts as separate processes with dev attestation and a KMS emulator."
+        "\nNext: `zenvelope up` keeps this stack running for `produce`, `subscribe`, `keys show` and `replay`; docs/enclave-worker.md runs the same parts as separate processes with a KMS emulator."
     );
     Ok(())
 }
