@@ -595,6 +595,38 @@ metrics_listen = "127.0.0.1:{metrics_port}"
         }))
     }
 
+    /// Runs the independent Python client (`tests/interop/python/independent_client.py`,
+    /// the spec implementation and librdkafka) against this pipeline with the user's keys
+    /// and `args`; its JSON report on success, an error with its output otherwise.
+    pub async fn run_independent_client(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let dir = tempfile::tempdir()?;
+        let keys = dir.path().join("keys.json");
+        std::fs::write(&keys, serde_json::to_vec(&self.client_keys_json()?)?)?;
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/interop/python/independent_client.py"
+        );
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let output = tokio::process::Command::new(&python)
+            .arg(script)
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--bootstrap")
+            .arg(&self.kafka.bootstrap_servers)
+            .args(args)
+            .output()
+            .await
+            .with_context(|| format!("cannot run {python} {script}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        anyhow::ensure!(
+            output.status.success(),
+            "the independent client failed ({}): {stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(serde_json::from_str(stdout.trim())?)
+    }
+
     /// The producer's public signing key, as the enclave trusts it.
     pub fn producer_verifying_key(&self) -> Result<zenvelope_envelope::VerifyingKey> {
         Ok(self.producer_side.signer.verifying_key()?)

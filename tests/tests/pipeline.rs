@@ -147,32 +147,9 @@ async fn sealed_requests_get_sealed_answers_through_openai() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_python_client_gets_verified_answers() -> Result<()> {
     let pipeline = Pipeline::start(Options::default()).await?;
-    let dir = tempfile::tempdir()?;
-    let keys = dir.path().join("keys.json");
-    std::fs::write(&keys, serde_json::to_vec(&pipeline.client_keys_json()?)?)?;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/interop/python/independent_client.py"
-    );
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let output = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg("--keys")
-        .arg(&keys)
-        .arg("--bootstrap")
-        .arg(&pipeline.kafka.bootstrap_servers)
-        .args(["--requests", "4", "--timeout", "90"])
-        .output()
-        .await
-        .with_context(|| format!("cannot run {python} {script}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "the independent client failed ({}): {stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let report = pipeline
+        .run_independent_client(&["--requests", "4", "--timeout", "90"])
+        .await?;
     ensure!(report["sent"] == 4, "{report}");
     let requests = report["requests"].as_object().context("requests")?;
     let answered = report["answered"].as_object().context("answered")?;

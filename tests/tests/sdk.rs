@@ -195,32 +195,9 @@ async fn an_independent_librdkafka_client_reads_what_the_sdk_produced() -> Resul
             .await?;
         sent.insert(s.message_id, n);
     }
-    let dir = tempfile::tempdir()?;
-    let keys = dir.path().join("keys.json");
-    std::fs::write(&keys, serde_json::to_vec(&pipeline.client_keys_json()?)?)?;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/interop/python/independent_client.py"
-    );
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let output = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg("--keys")
-        .arg(&keys)
-        .arg("--bootstrap")
-        .arg(&pipeline.kafka.bootstrap_servers)
-        .args(["--read-sdk-requests", "3", "--timeout", "60"])
-        .output()
-        .await
-        .with_context(|| format!("cannot run {python} {script}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "the independent client failed ({}): {stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let report = pipeline
+        .run_independent_client(&["--read-sdk-requests", "3", "--timeout", "60"])
+        .await?;
     let read = report["read"].as_object().context("read")?;
     ensure!(read.len() == 3, "{report}");
     for (id, n) in &sent {

@@ -59,6 +59,36 @@ def unframe(value: bytes) -> tuple[int, bytes]:
     return struct.unpack(">I", value[1:5])[0], value[5:]
 
 
+def opened_records(args, topic: str, policy, user, rejected: list[str], done):
+    """Reads `topic` from the beginning with a group of its own and yields (record, opened)
+    for each record that verifies under `policy` and opens with `user`'s key; why the others
+    did not goes to `rejected`. Stops when done() is true or after args.timeout seconds."""
+    consumer = Consumer({"bootstrap.servers": args.bootstrap,
+                         "group.id": f"independent-client-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": 50})
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + args.timeout
+    try:
+        while not done() and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    rejected.append(f"consumer error: {msg.error()}")
+                continue
+            try:
+                _, datum = unframe(msg.value())
+                opened = z.open_envelope(datum, policy, [user])
+            except (ValueError, z.EnvelopeError) as e:
+                rejected.append(f"{type(e).__name__}: {e}")
+                continue
+            yield msg, opened
+    finally:
+        consumer.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", required=True, type=Path)
@@ -98,28 +128,10 @@ def main() -> int:
         print(json.dumps({"error": "requests not acknowledged"}))
         return 1
 
-    consumer = Consumer({"bootstrap.servers": args.bootstrap,
-                         "group.id": f"independent-client-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": 50})
-    consumer.subscribe([RESULTS_TOPIC])
     answered: dict[str, dict] = {}
     rejected: list[str] = []
-    deadline = time.monotonic() + args.timeout
-    while len(answered) < len(sent) and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            if msg.error().code() != KafkaError._PARTITION_EOF:
-                rejected.append(f"consumer error: {msg.error()}")
-            continue
-        try:
-            _, datum = unframe(msg.value())
-            opened = z.open_envelope(datum, results_policy, [user])
-        except (ValueError, z.EnvelopeError) as e:
-            rejected.append(f"{type(e).__name__}: {e}")
-            continue
+    for _, opened in opened_records(args, RESULTS_TOPIC, results_policy, user, rejected,
+                                    lambda: len(answered) >= len(sent)):
         header = opened.envelope.header
         cid = str(uuid.UUID(bytes=header.correlation_id)) if header.correlation_id else None
         if cid not in sent:
@@ -131,7 +143,6 @@ def main() -> int:
         else:
             answered[cid] = {"kind": header.kind,
                              "output": opened.plaintext.decode("utf-8", "replace")}
-    consumer.close()
     print(json.dumps({"sent": len(sent), "requests": {m: n for m, n in sent.items()},
                       "answered": answered, "rejected": rejected}))
     return 0 if len(answered) == len(sent) else 1
@@ -147,28 +158,10 @@ def read_sdk_requests(args) -> int:
         (k["producer_key_id"], k["producer_key_version"]): producer_public,
     })
     schema = fastavro.parse_schema(json.loads(REQUEST_AVSC.read_text()))
-    consumer = Consumer({"bootstrap.servers": args.bootstrap,
-                         "group.id": f"independent-reader-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": 50})
-    consumer.subscribe([REQUESTS_TOPIC])
     read: dict[str, dict] = {}
     rejected: list[str] = []
-    deadline = time.monotonic() + args.timeout
-    while len(read) + len(rejected) < args.read_sdk_requests and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            if msg.error().code() != KafkaError._PARTITION_EOF:
-                rejected.append(f"consumer error: {msg.error()}")
-            continue
-        try:
-            _, datum = unframe(msg.value())
-            opened = z.open_envelope(datum, policy, [user])
-        except (ValueError, z.EnvelopeError) as e:
-            rejected.append(f"{type(e).__name__}: {e}")
-            continue
+    for msg, opened in opened_records(args, REQUESTS_TOPIC, policy, user, rejected,
+                                      lambda: len(read) + len(rejected) >= args.read_sdk_requests):
         header = opened.envelope.header
         if header.content_type != ANALYSIS_REQUEST or header.kind != "REQUEST":
             rejected.append(f"unexpected {header.kind} {header.content_type}")
@@ -180,7 +173,6 @@ def read_sdk_requests(args) -> int:
             "instruction": request["instruction"], "text": request["input"]["text"],
             "client_reference": request["client_reference"],
         }
-    consumer.close()
     print(json.dumps({"read": read, "rejected": rejected}))
     return 0 if len(read) == args.read_sdk_requests and not rejected else 1
 
