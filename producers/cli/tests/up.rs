@@ -259,26 +259,30 @@ fn up_then_produce_and_subscribe_from_other_processes() {
         .and_then(|l| l.split('"').next())
         .expect("bootstrap line")
         .to_owned();
-    let replay = Command::new(env!("CARGO_BIN_EXE_zenvelope"))
-        .args(["replay", "--json", "--quiet", "--bootstrap", &bootstrap])
-        .arg("--trust-producer-key")
-        .arg(format!(
-            "journal-backend:1={}",
-            state.join("producer-public.der").display()
-        ))
-        .arg("--result-key")
-        .arg(format!(
-            "fleet-results:1={}",
-            state.join("results-public.der").display()
-        ))
-        .output()
-        .expect("replay");
-    let report = text(&replay.stdout);
+    // The auditor's replay, with the public keys `up` wrote.
+    let replay = || {
+        Command::new(env!("CARGO_BIN_EXE_zenvelope"))
+            .args(["replay", "--json", "--quiet", "--bootstrap", &bootstrap])
+            .arg("--trust-producer-key")
+            .arg(format!(
+                "journal-backend:1={}",
+                state.join("producer-public.der").display()
+            ))
+            .arg("--result-key")
+            .arg(format!(
+                "fleet-results:1={}",
+                state.join("results-public.der").display()
+            ))
+            .output()
+            .expect("replay")
+    };
+    let replay_now = replay();
+    let report = text(&replay_now.stdout);
     assert_eq!(
-        replay.status.code(),
+        replay_now.status.code(),
         Some(0),
         "{report}\n{}",
-        text(&replay.stderr)
+        text(&replay_now.stderr)
     );
     let json: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
     assert_eq!(json["clean"], true, "{report}");
@@ -354,20 +358,7 @@ fn up_then_produce_and_subscribe_from_other_processes() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let deadline = Instant::now() + Duration::from_secs(60);
     let json = loop {
-        let replay = Command::new(env!("CARGO_BIN_EXE_zenvelope"))
-            .args(["replay", "--json", "--quiet", "--bootstrap", &bootstrap])
-            .arg("--trust-producer-key")
-            .arg(format!(
-                "journal-backend:1={}",
-                state.join("producer-public.der").display()
-            ))
-            .arg("--result-key")
-            .arg(format!(
-                "fleet-results:1={}",
-                state.join("results-public.der").display()
-            ))
-            .output()
-            .expect("replay");
+        let replay = replay();
         let json: serde_json::Value = serde_json::from_slice(&replay.stdout).expect("JSON report");
         if json["dead_letters"].get("untrusted_signer").is_some() {
             assert_eq!(replay.status.code(), Some(1), "findings");
