@@ -231,13 +231,17 @@ impl LocalStack {
             "           published {published} attested public keys on {} (the host cannot alter them unnoticed)\n",
             topic::KEYS
         );
-        tokio::spawn(keep_published(
-            enclave,
-            keys_producer,
-            codec.clone(),
-            KEY_REFRESH,
-            stop.clone(),
-        ));
+        // Published just now: the refresh loop starts one interval later.
+        let (refresh_codec, refresh_stop) = (codec.clone(), stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = refresh_stop.cancelled() => {}
+                () = tokio::time::sleep(KEY_REFRESH) => {
+                    keep_published(enclave, keys_producer, refresh_codec, KEY_REFRESH, refresh_stop)
+                        .await;
+                }
+            }
+        });
 
         Ok(Self {
             kafka,
