@@ -1,4 +1,17 @@
-//! The audit sink: consumes the audit topic into an append-only store.
+//! The audit sink: consumes the audit topic into an append-only, tamper-evident log.
 //!
-//! Status: skeleton. Issue 5 fills it with the embedded and ScyllaDB stores, the RFC 6962
-//! Merkle tree, signed checkpoints, inclusion/consistency proofs and disclosure receipts.
+//! - [`store`]: where the log lives (embedded SQLite by default, ScyllaDB in production).
+//! - [`merkle`]: the RFC 6962 Merkle tree over the events, with inclusion and consistency
+//!   proofs.
+//! - [`note`]: signed checkpoints in the C2SP tlog-checkpoint / signed-note format.
+
+mod error;
+pub mod merkle;
+pub mod note;
+pub mod service;
+pub mod sink;
+pub mod store;
+pub mod telemetry;
+pub mod verify;
+
+pub use error::Error;

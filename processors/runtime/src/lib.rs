@@ -58,6 +58,7 @@ mod message;
 mod processor;
 mod producer;
 mod reader;
+pub mod service;
 mod subscriber;
 mod telemetry;
 mod tracker;
