@@ -109,7 +109,12 @@ fn event(i: usize) -> AuditEvent {
     AuditEvent {
         event_id: Uuid::now_v7(),
         occurred_at_ms: 1_700_000_000_000 + i as i64 * 1_000,
-        tenant: if i % 2 == 0 { "clinic-a" } else { "clinic-b" }.to_owned(),
+        tenant: if i.is_multiple_of(2) {
+            "clinic-a"
+        } else {
+            "clinic-b"
+        }
+        .to_owned(),
         subject: format!("subject-{}", i % 3),
         operation: if disclosure {
             AuditOperation::Disclosure

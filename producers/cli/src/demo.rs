@@ -20,6 +20,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use zenvelope_audit::store::AuditStore as _;
 use zenvelope_envelope::{DEFAULT_PBKDF2_ITERATIONS, DEFAULT_RSA_BITS, MetadataKey};
 use zenvelope_producer::{Client, Passphrase, Request};
 use zenvelope_runtime::Subscriber;
@@ -61,6 +62,10 @@ pub(crate) struct Args {
     bootstrap: Option<String>,
     #[command(flatten)]
     model: crate::stack::ModelArgs,
+    /// Folder the demo keeps its audit log in (audit.db, a DEV checkpoint key and the
+    /// verifier key), for `zenvelope audit verify`. Created if missing; runs append.
+    #[arg(long, value_name = "DIR", default_value = ".zenvelope/demo-audit")]
+    audit_dir: std::path::PathBuf,
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
@@ -86,9 +91,14 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
         rsa_bits: args.rsa_bits,
         host_group: "zenvelope-demo-host",
         model: args.model.clone(),
+        audit_dir: args.audit_dir.clone(),
     })
     .await?;
     let (kafka, codec) = (stack.kafka.clone(), stack.codec.clone());
+    let audit_store = zenvelope_audit::store::EmbeddedStore::open(
+        &args.audit_dir.join(crate::stack::audit_files::STORE),
+    )?;
+    let audit_size_at_start = audit_store.size().await?;
 
     // The backend, with the producer SDK: fleet keys come from the key directory.
     let client = Client::builder(kafka.clone(), TENANT)
@@ -207,11 +217,39 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
         );
     }
 
+    // Let the sink append them before stopping (it runs beside the host).
+    let appended = audit_size_at_start + expected as u64;
+    let waited = Instant::now();
+    while audit_store.size().await? < appended && waited.elapsed() < ANSWER_TIMEOUT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let summary = stack.stop().await?;
     println!(
         "\nhost       stopped: {} processed, {} dead-lettered; offsets committed after every ack",
         plural(summary.processed, "request"),
         summary.dead_lettered
+    );
+    let store = args.audit_dir.join(crate::stack::audit_files::STORE);
+    let vkey = args.audit_dir.join(crate::stack::audit_files::VERIFIER_KEY);
+    let verifier =
+        zenvelope_audit::note::Verifier::from_vkey(std::fs::read_to_string(&vkey)?.trim())?;
+    let report =
+        zenvelope_audit::verify::verify(&audit_store, &codec, &verifier, None, |_, _| {}).await?;
+    println!(
+        "audit log  {} events in {}, {} signed checkpoint(s), {}",
+        report.size,
+        store.display(),
+        report.checkpoints_valid,
+        if report.is_clean() {
+            "INTACT"
+        } else {
+            "ALTERED"
+        }
+    );
+    println!(
+        "           check it yourself: zenvelope audit verify --store {} --vkey-file {}",
+        store.display(),
+        vkey.display()
     );
     println!(
         "\nNext: `zenvelope up` keeps this stack running for `produce`, `subscribe`, `keys show` and `replay`; docs/enclave-worker.md runs the same parts as separate processes with a KMS emulator."

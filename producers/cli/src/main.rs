@@ -2,6 +2,7 @@
 //!
 //! Thin by design: parse arguments, call into the library crates.
 
+mod audit;
 mod demo;
 mod inspect;
 mod keys;
@@ -37,7 +38,8 @@ enum Command {
     /// (--provider: OpenAI, Anthropic or any OpenAI-compatible server, keys from
     /// ZENVELOPE_OPENAI_API_KEY / ZENVELOPE_ANTHROPIC_API_KEY; without a key, the clearly
     /// labelled offline analyser, not a model), opens the sealed answer as the user, and
-    /// prints the audit trail. Dev keys only; nothing is kept.
+    /// prints the audit trail, which the audit sink appends to a tamper-evident log in
+    /// --audit-dir. Dev keys only; only the audit log is kept.
     ///
     /// Example: zenvelope demo --entries 2 --iterations 100000
     Demo(demo::Args),
@@ -79,6 +81,13 @@ enum Command {
     /// Example: zenvelope replay --bootstrap kafka:9092 --trust-producer-key
     /// journal-backend:1=producer.pem --result-key fleet-results:1=results.pem
     Replay(Box<replay::Args>),
+    /// Check, prove and query the tamper-evident audit log (for auditors).
+    ///
+    /// `verify` recomputes the Merkle tree and checks every signed checkpoint, `prove`
+    /// prints an inclusion proof, `query` and `disclosures` list events (no PHI: ids,
+    /// pseudonyms, codes and hashes).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print the public header of a sealed envelope (no keys needed, nothing decrypted).
     ///
     /// Reads Avro bytes, raw or Confluent-framed (0x00 + 4-byte schema id), from a file
@@ -122,6 +131,7 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys::run(&command),
         // Its own exit statuses: clean, findings, error.
         Command::Replay(args) => return replay::main(&args),
+        Command::Audit(command) => return audit::main(&command),
         Command::Inspect { path, hex } => inspect::run(path.as_deref(), hex),
     };
     match result {

@@ -153,7 +153,7 @@ fn parse_key_spec(s: &str) -> Result<KeySpec, String> {
 }
 
 /// RFC 3339, or milliseconds since the Unix epoch.
-fn parse_time(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s
             .parse()
@@ -351,7 +351,7 @@ fn progress_bar(show: bool) -> ProgressBar {
 }
 
 /// Milliseconds since the Unix epoch as RFC 3339 (UTC), or the number if out of range.
-fn time_text(ms: i64) -> String {
+pub(crate) fn time_text(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

@@ -5,6 +5,7 @@
 //! Everything is dev material generated at start: fleet and producer keys, the dev CA,
 //! the tenant's metadata key. Printed as each part comes up.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,19 @@ pub(crate) struct StackOptions {
     pub(crate) host_group: &'static str,
     /// The model provider.
     pub(crate) model: ModelArgs,
+    /// Folder of the audit log (`audit.db`), its DEV checkpoint key and verifier key;
+    /// kept across runs.
+    pub(crate) audit_dir: PathBuf,
+}
+
+/// The audit log's files in [`StackOptions::audit_dir`].
+pub(crate) mod audit_files {
+    /// The embedded store.
+    pub(crate) const STORE: &str = "audit.db";
+    /// The DEV checkpoint signing key (owner-only).
+    pub(crate) const SIGNING_KEY: &str = "danger-dev-audit-checkpoint.key";
+    /// The verifier key auditors check checkpoints with.
+    pub(crate) const VERIFIER_KEY: &str = "audit.vkey";
 }
 
 /// The running stack.
@@ -103,6 +117,7 @@ pub(crate) struct LocalStack {
     pub(crate) pcr0: Vec<u8>,
     stop: CancellationToken,
     host: JoinHandle<Result<RunSummary, zenvelope_runtime::Error>>,
+    audit: JoinHandle<Result<RunSummary, zenvelope_audit::Error>>,
     app: JoinHandle<()>,
     _embedded: Option<EmbeddedBroker>,
 }
@@ -122,6 +137,7 @@ impl LocalStack {
             (topic::DLQ, 1),
             (topic::AUDIT, 1),
             (topic::KEYS, 1),
+            (topic::CHECKPOINTS, 1),
         ];
 
         // The broker.
@@ -243,7 +259,10 @@ impl LocalStack {
             }
         });
 
+        let audit = start_audit_sink(&options.audit_dir, &kafka, &codec, &stop).await?;
+
         Ok(Self {
+            audit,
             kafka,
             codec,
             metadata_key: random_32()?,
@@ -285,8 +304,62 @@ impl LocalStack {
         self.stop.cancel();
         let summary = self.host.await.context("the host task failed")??;
         let _ = self.app.await;
+        self.audit.await.context("the audit sink task failed")??;
         Ok(summary)
     }
+}
+
+/// The audit sink, in this process, on the embedded store in `dir` (the same code as the
+/// `audit-sink` service). Reuses the checkpoint key found there, or makes a DEV one.
+async fn start_audit_sink(
+    dir: &Path,
+    kafka: &KafkaConfig,
+    codec: &Arc<SchemaCodec>,
+    stop: &CancellationToken,
+) -> anyhow::Result<JoinHandle<Result<RunSummary, zenvelope_audit::Error>>> {
+    use zenvelope_audit::service::{SinkConfig, run_with_store, write_new_signer};
+    use zenvelope_audit::sink::{BatchConfig, CheckpointConfig, DEFAULT_ORIGIN};
+    use zenvelope_audit::store::{EmbeddedStore, StoreConfig};
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the audit folder {}", dir.display()))?;
+    let key = dir.join(audit_files::SIGNING_KEY);
+    let vkey = dir.join(audit_files::VERIFIER_KEY);
+    if !key.exists() {
+        write_new_signer(DEFAULT_ORIGIN, &key, &vkey)?;
+    }
+    let path = dir.join(audit_files::STORE);
+    let store = Arc::new(EmbeddedStore::open(&path)?);
+    let mut consumer =
+        ProcessorConfig::new("zenvelope-local-audit-sink", vec![topic::AUDIT.to_owned()]);
+    consumer.max_in_flight = 1_024;
+    let config = SinkConfig {
+        kafka: kafka.clone(),
+        consumer,
+        store: StoreConfig::Embedded { path: path.clone() },
+        checkpoint: CheckpointConfig {
+            origin: DEFAULT_ORIGIN.to_owned(),
+            signing_key_file: key,
+            every_events: 1_000,
+            every_ms: 2_000,
+            publish: true,
+        },
+        batch: BatchConfig::default(),
+        telemetry: Default::default(),
+        schema_registry_url: None,
+        create_topics: false,
+    };
+    println!(
+        "audit      audit sink appending {} to {} (Merkle tree, DANGER dev checkpoint key; verifier key {})",
+        topic::AUDIT,
+        path.display(),
+        vkey.display()
+    );
+    Ok(tokio::spawn(run_with_store(
+        config,
+        store,
+        codec.clone(),
+        stop.clone(),
+    )))
 }
 
 /// The model provider `options` ask for. An HTTP provider is reached as in production:

@@ -46,6 +46,7 @@ async fn up(args: &Args) -> anyhow::Result<()> {
         rsa_bits: args.rsa_bits,
         host_group: "zenvelope-up-host",
         model: args.model.clone(),
+        audit_dir: args.state_dir.clone(),
     })
     .await?;
     let config = write_state(&args.state_dir, &stack)?;
@@ -64,6 +65,15 @@ async fn up(args: &Args) -> anyhow::Result<()> {
         stack.kafka.bootstrap_servers,
         args.state_dir.join("producer-public.der").display(),
         args.state_dir.join("results-public.der").display()
+    );
+    println!(
+        "           check the audit log: zenvelope audit verify --store {} --vkey-file {}",
+        args.state_dir
+            .join(crate::stack::audit_files::STORE)
+            .display(),
+        args.state_dir
+            .join(crate::stack::audit_files::VERIFIER_KEY)
+            .display()
     );
     println!("           Ctrl-C stops the stack.");
 

@@ -32,6 +32,9 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn demo_runs_every_stage_and_never_prints_the_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_dir = dir.path().join("audit");
+    let audit_dir_arg = audit_dir.to_str().expect("utf-8 path");
     let out = zenvelope(
         &[
             "demo",
@@ -41,6 +44,8 @@ fn demo_runs_every_stage_and_never_prints_the_entries() {
             "100000",
             "--rsa-bits",
             "2048",
+            "--audit-dir",
+            audit_dir_arg,
         ],
         None,
     );
@@ -92,6 +97,79 @@ fn demo_runs_every_stage_and_never_prints_the_entries() {
     ] {
         assert!(!stdout.contains(fragment), "plaintext {fragment:?} printed");
     }
+    audit_log_of_the_demo(&stdout, &audit_dir);
+}
+
+/// The demo's audit log: complete, verifiable, free of the entries, and a deleted row
+/// is named by `zenvelope audit verify`.
+fn audit_log_of_the_demo(stdout: &str, audit_dir: &std::path::Path) {
+    let store = audit_dir.join("audit.db");
+    let vkey = audit_dir.join("audit.vkey");
+    let (store_arg, vkey_arg) = (
+        store.to_str().expect("utf-8"),
+        vkey.to_str().expect("utf-8"),
+    );
+    assert!(stdout.contains("audit log  4 events in"), "{stdout}");
+    assert!(stdout.contains("INTACT"), "{stdout}");
+    let verify = || {
+        zenvelope(
+            &[
+                "audit",
+                "verify",
+                "--store",
+                store_arg,
+                "--vkey-file",
+                vkey_arg,
+            ],
+            None,
+        )
+    };
+    let out = verify();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("result              INTACT"));
+    let out = zenvelope(&["audit", "disclosures", "--store", store_arg], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout)
+            .matches("purpose INDIVIDUAL_REQUEST")
+            .count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    let bytes = std::fs::read(&store).expect("read the store");
+    let haystack = String::from_utf8_lossy(&bytes);
+    for fragment in ["Slept four hours", "sister about Mum", "alice@example.com"] {
+        assert!(
+            !haystack.contains(fragment),
+            "plaintext {fragment:?} in the audit store"
+        );
+    }
+
+    // Delete the second event, as someone with the file could.
+    let conn = rusqlite::Connection::open(&store).expect("open");
+    conn.execute_batch("DROP TRIGGER events_append_only_delete; DELETE FROM events WHERE idx = 1;")
+        .expect("tamper");
+    drop(conn);
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("result              ALTERED"), "{report}");
+    assert!(report.contains("first bad row       1"), "{report}");
+    // Without a store: a clear error and exit status 2.
+    let out = zenvelope(
+        &[
+            "audit",
+            "verify",
+            "--store",
+            "/nonexistent/audit.db",
+            "--vkey-file",
+            vkey_arg,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("there is no audit store at /nonexistent/audit.db"));
 }
 
 #[test]
@@ -290,6 +368,7 @@ fn demo_asks_a_configured_openai_compatible_model_through_the_egress_proxy() {
         .block_on(zenvelope_tests::model_server::ModelServer::start())
         .expect("model server");
     let api_key = "sk-test-CANARY-KEY-91ab";
+    let audit_dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(env!("CARGO_BIN_EXE_zenvelope"))
         .args([
             "demo",
@@ -306,6 +385,8 @@ fn demo_asks_a_configured_openai_compatible_model_through_the_egress_proxy() {
             "--provider-url",
             &model.base_url(),
         ])
+        .arg("--audit-dir")
+        .arg(audit_dir.path())
         .env("ZENVELOPE_OPENAI_API_KEY", api_key)
         .output()
         .expect("demo");
