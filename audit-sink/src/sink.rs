@@ -12,7 +12,7 @@
 //! milliseconds signs a checkpoint, stores it and publishes it on
 //! `zenvelope.checkpoints`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,6 +35,8 @@ use crate::telemetry::{Appended, CheckpointSigned};
 pub mod reason {
     /// The record is not a decodable `AuditEvent`.
     pub const MALFORMED_AUDIT_EVENT: &str = "malformed_audit_event";
+    /// A different event already holds the record's event id.
+    pub const CONFLICTING_EVENT_ID: &str = "conflicting_event_id";
     /// The store refused or failed the append; retried.
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
 }
@@ -116,8 +118,12 @@ fn now_ms() -> i64 {
 pub enum AppendOutcome {
     /// Appended at this index.
     Appended(u64),
-    /// The log already held the event id; nothing was written.
+    /// The log already held the event id with the same bytes (a redelivery); nothing was
+    /// written.
     Duplicate,
+    /// The log already held the event id with different bytes: a second, different event
+    /// claims the id. Nothing was written; the record goes to the DLQ.
+    ConflictingId,
 }
 
 type Reply = oneshot::Sender<Result<AppendOutcome, Arc<Error>>>;
@@ -229,17 +235,29 @@ impl<S: AuditStore> Appender<S> {
         records: Vec<EventRecord>,
     ) -> Result<Vec<AppendOutcome>, Error> {
         let ids: Vec<Uuid> = records.iter().map(|r| r.event_id).collect();
-        let mut seen: HashSet<Uuid> = self.store.existing_ids(&ids).await?;
+        // The leaf hash of every id already held (stored, or earlier in this batch), to
+        // tell a redelivery from a different event reusing an id.
+        let mut seen: HashMap<Uuid, Hash> = HashMap::new();
+        for id in self.store.existing_ids(&ids).await? {
+            if let Some(row) = self.store.find(id).await? {
+                seen.insert(id, leaf_hash(&row.record.value));
+            }
+        }
         let start = self.tree.size();
         let mut next = self.tree.clone();
         let mut rows = Vec::with_capacity(records.len());
         let mut outcomes = Vec::with_capacity(records.len());
         for record in records {
-            if !seen.insert(record.event_id) {
-                outcomes.push(AppendOutcome::Duplicate);
+            let leaf = leaf_hash(&record.value);
+            if let Some(held) = seen.get(&record.event_id) {
+                outcomes.push(if *held == leaf {
+                    AppendOutcome::Duplicate
+                } else {
+                    AppendOutcome::ConflictingId
+                });
                 continue;
             }
-            let leaf = leaf_hash(&record.value);
+            seen.insert(record.event_id, leaf);
             let index = next.size();
             next.push(leaf);
             outcomes.push(AppendOutcome::Appended(index));
@@ -467,6 +485,10 @@ impl Handler for AuditHandler {
             }
         };
         match self.appender.append(record).await {
+            Ok(AppendOutcome::ConflictingId) => Disposition::dead_letter(
+                reason::CONFLICTING_EVENT_ID,
+                "The audit log already holds a different event with this event id.",
+            ),
             Ok(_) => Disposition::Produce(Vec::new()),
             Err(error) => Disposition::retry(
                 reason::STORE_UNAVAILABLE,

@@ -227,9 +227,20 @@ async fn redelivered_events_are_not_appended_twice_and_reopening_resumes_the_tre
     let mut batch = records[5..10].to_vec();
     batch.push(new.clone());
     batch.push(new.clone());
+    // A different event reusing a stored id, and one reusing the new id: not redeliveries.
+    let mut impostor = record(&log.codec, 32).await?;
+    impostor.event_id = records[0].event_id;
+    batch.push(impostor.clone());
+    impostor.event_id = new.event_id;
+    batch.push(impostor);
     let outcomes = appender.append_batch(batch).await?;
     let expected: Vec<AppendOutcome> = std::iter::repeat_n(AppendOutcome::Duplicate, 5)
-        .chain([AppendOutcome::Appended(30), AppendOutcome::Duplicate])
+        .chain([
+            AppendOutcome::Appended(30),
+            AppendOutcome::Duplicate,
+            AppendOutcome::ConflictingId,
+            AppendOutcome::ConflictingId,
+        ])
         .collect();
     ensure!(outcomes == expected, "outcomes {outcomes:?}");
     appender.sign_due(true).await;
