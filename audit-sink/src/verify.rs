@@ -22,7 +22,7 @@ use uuid::Uuid;
 use zenvelope_schemas::SchemaCodec;
 
 use crate::Error;
-use crate::merkle::{CompactRange, Hash, MerkleTree, leaf_hash, verify_consistency};
+use crate::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency};
 use crate::note::{Checkpoint, Verifier};
 use crate::sink::decode_record;
 use crate::store::{AuditStore, READ_PAGE_ROWS, StoredCheckpoint};
@@ -251,14 +251,13 @@ pub async fn verify<S: AuditStore>(
     // Walk the rows.
     let size = store.size().await?;
     let mut tree = MerkleTree::new();
-    let mut compact = CompactRange::new();
     let mut ids: HashMap<Uuid, u64> = HashMap::new();
     let mut structural_reported = false;
     let mut from = 0;
     while from < size {
         let to = (from + READ_PAGE_ROWS).min(size);
         for row in store.read_range(from, to).await? {
-            let position = compact.size();
+            let position = tree.size();
             if row.index != position && !structural_reported {
                 push_row_problem(
                     &mut problems,
@@ -273,9 +272,8 @@ pub async fn verify<S: AuditStore>(
             if leaf != row.leaf_hash {
                 push_row_problem(&mut problems, Problem::LeafMismatch { index: row.index });
             }
-            compact.push(leaf);
             tree.push(leaf);
-            if !structural_reported && compact.root() != row.root_after {
+            if !structural_reported && tree.root() != row.root_after {
                 push_row_problem(&mut problems, Problem::RootMismatch { index: row.index });
                 // Every later stored root differs too; one report is the useful one.
                 structural_reported = true;

@@ -271,14 +271,24 @@ async fn the_append_only_tripwire_refuses_update_and_delete() -> Result<()> {
 
 /// Fills a log of 100 events (checkpoints every 20), applies `attack`, and returns the
 /// report.
-async fn attacked(attack: impl FnOnce(&Log, &Connection) -> Result<()>) -> Result<Report> {
+async fn attacked(attack: impl FnOnce(&Connection) -> Result<()>) -> Result<Report> {
     let log = Log::new()?;
     log.fill(100, 10, 20).await?;
     let conn = log.tamper()?;
-    attack(&log, &conn)?;
+    attack(&conn)?;
     let report = log.verify().await?;
     ensure!(!report.is_clean(), "tampering went unnoticed");
     Ok(report)
+}
+
+fn first_bad(report: &Report, index: u64) -> Result<()> {
+    ensure!(
+        report.first_bad_index == Some(index),
+        "first bad {:?}, expected {index}: {}",
+        report.first_bad_index,
+        problems(report)
+    );
+    Ok(())
 }
 
 fn has(report: &Report, wanted: &Problem) -> Result<()> {
@@ -292,7 +302,7 @@ fn has(report: &Report, wanted: &Problem) -> Result<()> {
 
 #[tokio::test]
 async fn an_edited_event_is_named() -> Result<()> {
-    let report = attacked(|_, conn| {
+    let report = attacked(|conn| {
         // Flip one byte of the Avro value (the reason an event would be edited: hide
         // an outcome, move a time).
         conn.execute(
@@ -303,17 +313,13 @@ async fn an_edited_event_is_named() -> Result<()> {
     })
     .await?;
     has(&report, &Problem::LeafMismatch { index: 37 })?;
-    ensure!(
-        report.first_bad_index == Some(37),
-        "first bad {:?}",
-        report.first_bad_index
-    );
+    first_bad(&report, 37)?;
     Ok(())
 }
 
 #[tokio::test]
 async fn an_edited_event_with_rewritten_hashes_is_still_named() -> Result<()> {
-    let report = attacked(|log, conn| {
+    let report = attacked(|conn| {
         // The attacker rewrites the value and its leaf hash (but cannot re-sign).
         let value: Vec<u8> =
             conn.query_row("SELECT value FROM events WHERE idx = 52", [], |r| r.get(0))?;
@@ -324,7 +330,6 @@ async fn an_edited_event_with_rewritten_hashes_is_still_named() -> Result<()> {
             "UPDATE events SET value = ?1, leaf_hash = ?2 WHERE idx = 52",
             rusqlite::params![forged, leaf_hash(&forged).as_slice()],
         )?;
-        let _ = log;
         Ok(())
     })
     .await?;
@@ -336,17 +341,13 @@ async fn an_edited_event_with_rewritten_hashes_is_still_named() -> Result<()> {
             after: 40,
         },
     )?;
-    ensure!(
-        report.first_bad_index == Some(52),
-        "first bad {:?}",
-        report.first_bad_index
-    );
+    first_bad(&report, 52)?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_deleted_event_is_named() -> Result<()> {
-    let report = attacked(|_, conn| {
+    let report = attacked(|conn| {
         conn.execute("DELETE FROM events WHERE idx = 12", [])?;
         Ok(())
     })
@@ -358,17 +359,13 @@ async fn a_deleted_event_is_named() -> Result<()> {
             found_index: 13,
         },
     )?;
-    ensure!(
-        report.first_bad_index == Some(12),
-        "first bad {:?}",
-        report.first_bad_index
-    );
+    first_bad(&report, 12)?;
     Ok(())
 }
 
 #[tokio::test]
 async fn deleting_the_newest_events_is_caught_by_the_checkpoint() -> Result<()> {
-    let report = attacked(|_, conn| {
+    let report = attacked(|conn| {
         conn.execute("DELETE FROM events WHERE idx >= 95", [])?;
         Ok(())
     })
@@ -385,7 +382,7 @@ async fn deleting_the_newest_events_is_caught_by_the_checkpoint() -> Result<()> 
 
 #[tokio::test]
 async fn reordered_events_are_named() -> Result<()> {
-    let report = attacked(|_, conn| {
+    let report = attacked(|conn| {
         conn.execute_batch(
             "UPDATE events SET idx = -1 WHERE idx = 70;
              UPDATE events SET idx = 70 WHERE idx = 71;
@@ -402,17 +399,13 @@ async fn reordered_events_are_named() -> Result<()> {
             after: 60,
         },
     )?;
-    ensure!(
-        report.first_bad_index == Some(70),
-        "first bad {:?}",
-        report.first_bad_index
-    );
+    first_bad(&report, 70)?;
     Ok(())
 }
 
 #[tokio::test]
 async fn an_inserted_event_is_named() -> Result<()> {
-    let report = attacked(|log, conn| {
+    let report = attacked(|conn| {
         // Make room at 25 and insert a copy of another row with a fresh id.
         let rows: Vec<i64> = conn
             .prepare("SELECT idx FROM events WHERE idx >= 25 ORDER BY idx DESC")?
@@ -425,7 +418,6 @@ async fn an_inserted_event_is_named() -> Result<()> {
             "INSERT INTO events SELECT 25, ?1, occurred_at_ms, tenant, subject, operation, leaf_hash, root_after, value FROM events WHERE idx = 3",
             [Uuid::now_v7().as_bytes().as_slice()],
         )?;
-        let _ = log;
         Ok(())
     })
     .await?;
@@ -437,17 +429,13 @@ async fn an_inserted_event_is_named() -> Result<()> {
             column: "event_id",
         },
     )?;
-    ensure!(
-        report.first_bad_index == Some(25),
-        "first bad {:?}",
-        report.first_bad_index
-    );
+    first_bad(&report, 25)?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_query_column_edited_to_hide_an_event_is_named() -> Result<()> {
-    let report = attacked(|_, conn| {
+    let report = attacked(|conn| {
         conn.execute(
             "UPDATE events SET subject = 'someone-else' WHERE idx = 44",
             [],
@@ -462,11 +450,7 @@ async fn a_query_column_edited_to_hide_an_event_is_named() -> Result<()> {
             column: "subject",
         },
     )?;
-    ensure!(
-        report.first_bad_index == Some(44),
-        "first bad {:?}",
-        report.first_bad_index
-    );
+    first_bad(&report, 44)?;
     Ok(())
 }
 
@@ -474,7 +458,7 @@ async fn a_query_column_edited_to_hide_an_event_is_named() -> Result<()> {
 async fn a_consistent_rewrite_is_caught_only_by_the_signed_checkpoints() -> Result<()> {
     // The strongest attacker: rewrites row 65 and every leaf hash and stored root after
     // it, so every row looks right on its own. Only signatures remain.
-    let report = attacked(|_, conn| {
+    let report = attacked(|conn| {
         let rows: Vec<(i64, Vec<u8>)> = conn
             .prepare("SELECT idx, value FROM events ORDER BY idx")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -514,17 +498,13 @@ async fn a_consistent_rewrite_is_caught_only_by_the_signed_checkpoints() -> Resu
         "rows should look consistent: {}",
         problems(&report)
     );
-    ensure!(
-        report.first_bad_index == Some(60),
-        "first bad {:?}",
-        report.first_bad_index
-    );
+    first_bad(&report, 60)?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_forged_or_foreign_checkpoint_is_refused() -> Result<()> {
-    let report = attacked(|_, conn| {
+    let report = attacked(|conn| {
         let forger = Signer::generate(ORIGIN)?;
         let note: String =
             conn.query_row("SELECT note FROM checkpoints WHERE size = 40", [], |r| {
