@@ -78,11 +78,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     zenvelope_runtime::service::cancel_on_signals(shutdown.clone());
     let summary = service::run(config, shutdown).await?;
-    tracing::info!(
-        processed = summary.processed,
-        dead_lettered = summary.dead_lettered,
-        abandoned = summary.abandoned,
-        "Stopped."
-    );
+    zenvelope_runtime::service::log_stopped(&summary);
     Ok(())
 }

@@ -46,11 +46,6 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     zenvelope_enclave::cli::cancel_on_signals(shutdown.clone());
     let summary = host::run(config, shutdown).await?;
-    tracing::info!(
-        processed = summary.processed,
-        dead_lettered = summary.dead_lettered,
-        abandoned = summary.abandoned,
-        "Stopped."
-    );
+    zenvelope_runtime::service::log_stopped(&summary);
     Ok(())
 }

@@ -45,3 +45,13 @@ pub fn cancel_on_signals(shutdown: CancellationToken) {
         }
     });
 }
+
+/// Logs what a service's consume loop did, once it has stopped.
+pub fn log_stopped(summary: &crate::RunSummary) {
+    tracing::info!(
+        processed = summary.processed,
+        dead_lettered = summary.dead_lettered,
+        abandoned = summary.abandoned,
+        "Stopped."
+    );
+}
