@@ -17,15 +17,25 @@ const BATCH: usize = 1_000;
 /// Size of one encoded audit event, about what the enclave writes.
 const VALUE_BYTES: usize = 420;
 
-fn records(n: usize) -> Vec<EventRecord> {
+/// Subject pseudonyms the events are spread over: a clinic's patients, each event on a
+/// different page of the by-subject index.
+const SUBJECTS: u64 = 10_000;
+
+/// The next `n` events of a log, numbered from `*next`: ids and times increase as the
+/// enclave writes them, subjects cycle through [`SUBJECTS`] in a scattered order.
+fn records(next: &mut u64, n: usize) -> Vec<EventRecord> {
     (0..n)
-        .map(|i| EventRecord {
-            event_id: uuid::Uuid::now_v7(),
-            occurred_at_ms: 1_700_000_000_000 + i as i64,
-            tenant: "clinic-a".to_owned(),
-            subject: format!("sp1_subject_{}", i % 100),
-            operation: "REQUEST_OPENED".to_owned(),
-            value: vec![(i % 251) as u8; VALUE_BYTES],
+        .map(|_| {
+            let i = *next;
+            *next += 1;
+            EventRecord {
+                event_id: uuid::Uuid::now_v7(),
+                occurred_at_ms: 1_700_000_000_000 + i as i64,
+                tenant: "clinic-a".to_owned(),
+                subject: format!("sp1_subject_{}", (i * 7_919) % SUBJECTS),
+                operation: "REQUEST_OPENED".to_owned(),
+                value: vec![(i % 251) as u8; VALUE_BYTES],
+            }
         })
         .collect()
 }
@@ -50,9 +60,10 @@ fn bench(c: &mut Criterion) {
     let mut appender = rt
         .block_on(Appender::open(store, BatchConfig::default(), checkpoints))
         .expect("appender");
+    let mut next = 0;
     group.bench_function("embedded_store_1000_per_txn", |b| {
         b.iter_batched(
-            || records(BATCH),
+            || records(&mut next, BATCH),
             |batch| {
                 rt.block_on(async {
                     appender.append_batch(batch).await.expect("append");
@@ -71,9 +82,10 @@ fn bench(c: &mut Criterion) {
     conn.execute_batch("CREATE TABLE t (value BLOB NOT NULL)")
         .expect("table");
     let mut conn = conn;
+    let mut next = 0;
     group.bench_function("baseline_bare_sqlite_1000_per_txn", |b| {
         b.iter_batched(
-            || records(BATCH),
+            || records(&mut next, BATCH),
             |batch| {
                 let tx = conn.transaction().expect("tx");
                 {

@@ -69,6 +69,12 @@ pub enum Problem {
         /// The row that held the id first.
         first_index: u64,
     },
+    /// The row's entry in the store's by-subject query index is missing or altered, so
+    /// queries by tenant or subject (and `audit disclosures`) would not show it.
+    QueryIndex {
+        /// The row.
+        index: u64,
+    },
     /// A stored checkpoint's signature does not verify with the given key (or it is not
     /// a checkpoint of this log's origin).
     CheckpointSignature {
@@ -117,6 +123,7 @@ impl Problem {
             | Problem::LeafMismatch { index }
             | Problem::RootMismatch { index }
             | Problem::ColumnMismatch { index, .. }
+            | Problem::QueryIndex { index }
             | Problem::DuplicateEvent { index, .. } => Some(*index),
             Problem::CheckpointBeyondLog { log_size, .. } => Some(*log_size),
             Problem::CheckpointRoot { after, .. } => Some(*after),
@@ -134,6 +141,7 @@ impl Problem {
                 | Problem::LeafMismatch { .. }
                 | Problem::RootMismatch { .. }
                 | Problem::ColumnMismatch { .. }
+                | Problem::QueryIndex { .. }
                 | Problem::DuplicateEvent { .. }
         )
     }
@@ -153,6 +161,9 @@ impl Problem {
             Problem::ColumnMismatch { index, column } => {
                 format!("row {index}: the {column} column differs from the event it holds")
             }
+            Problem::QueryIndex { index } => format!(
+                "row {index}: its entry in the by-subject query index is missing or altered (queries by subject would not show it)"
+            ),
             Problem::DuplicateEvent { index, first_index } => {
                 format!("row {index} repeats the event id of row {first_index}")
             }
@@ -200,6 +211,9 @@ pub struct Report {
     /// The consistency proof from the trusted checkpoint to the newest valid one, hex
     /// hashes, when a trusted checkpoint was given and matched.
     pub consistency_proof: Option<Vec<String>>,
+    /// Whether the store's by-subject query index was checked against the rows (the
+    /// embedded store's is; the ScyllaDB store's is not).
+    pub query_index_checked: bool,
 }
 
 impl Report {
@@ -324,6 +338,20 @@ pub async fn verify<S: AuditStore>(
         from = to;
     }
 
+    // The store's own query index: a row missing from it is hidden from queries.
+    let query_index_checked = match store
+        .query_index_problems(MAX_LISTED_PROBLEMS as u64)
+        .await?
+    {
+        Some(bad) => {
+            for index in bad {
+                push_row_problem(&mut problems, Problem::QueryIndex { index });
+            }
+            true
+        }
+        None => false,
+    };
+
     // Checkpoints against the recomputed tree.
     let log_size = tree.size();
     let mut valid = 0usize;
@@ -375,6 +403,7 @@ pub async fn verify<S: AuditStore>(
         problems,
         problems_not_listed: not_listed,
         consistency_proof,
+        query_index_checked,
     })
 }
 

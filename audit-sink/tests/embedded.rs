@@ -10,7 +10,8 @@ use uuid::Uuid;
 use zenvelope_audit::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use zenvelope_audit::note::{Checkpoint, Signer, Verifier};
 use zenvelope_audit::sink::{AppendOutcome, Appender, BatchConfig, Checkpointer, decode_record};
-use zenvelope_audit::store::{AuditStore, EmbeddedStore, EventRecord, Query};
+use zenvelope_audit::store::embedded::SUBJECT_INDEX_LAG_ROWS;
+use zenvelope_audit::store::{AuditStore, EmbeddedStore, EventRecord, Query, StoredEvent};
 use zenvelope_audit::verify::{Problem, Report, prove, verify};
 use zenvelope_schemas::{
     AuditEvent, AuditOperation, Disclosure, Outcome, PurposeOfUse, SchemaCodec, Subject,
@@ -269,11 +270,13 @@ async fn the_append_only_tripwire_refuses_update_and_delete() -> Result<()> {
     Ok(())
 }
 
-/// Fills a log of 100 events (checkpoints every 20), applies `attack`, and returns the
-/// report.
+/// Fills a log of 100 events (checkpoints every 20; the by-subject index reaching row
+/// 60), applies `attack`, and returns the report.
 async fn attacked(attack: impl FnOnce(&Connection) -> Result<()>) -> Result<Report> {
     let log = Log::new()?;
-    log.fill(100, 10, 20).await?;
+    log.fill(60, 10, 20).await?;
+    ensure!(log.store.index_now().await? == 60, "indexing");
+    log.fill_from(60, 40, 10, 20).await?;
     let conn = log.tamper()?;
     attack(&conn)?;
     let report = log.verify().await?;
@@ -594,6 +597,144 @@ async fn a_sink_refuses_to_extend_a_tampered_log() -> Result<()> {
         .err()
         .context("opened a tampered log")?;
     ensure!(error.to_string().contains("was altered"), "error: {error}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deleted_query_index_entry_is_named() -> Result<()> {
+    // Rows 0..60 are indexed: deleting an entry would hide row 30 from queries by subject.
+    let report = attacked(|conn| {
+        conn.execute("DELETE FROM subject_index WHERE idx = 30", [])?;
+        Ok(())
+    })
+    .await?;
+    has(&report, &Problem::QueryIndex { index: 30 })?;
+    first_bad(&report, 30)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_index_mark_moved_past_unindexed_rows_is_named() -> Result<()> {
+    // Queries would read rows 60..100 through an index that does not hold them.
+    let report = attacked(|conn| {
+        conn.execute(
+            "UPDATE meta SET value = '100' WHERE key = 'subject_indexed_upto'",
+            [],
+        )?;
+        Ok(())
+    })
+    .await?;
+    has(&report, &Problem::QueryIndex { index: 60 })?;
+    first_bad(&report, 60)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn queries_read_the_index_and_the_rows_after_it_alike() -> Result<()> {
+    let log = Log::new()?;
+    log.fill(25, 5, 100).await?;
+    ensure!(log.store.index_now().await? == 25, "indexing");
+    log.fill_from(25, 15, 5, 100).await?;
+    let all = log.store.read_range(0, 40).await?;
+    let mut checked = 0;
+    for tenant in [None, Some("clinic-a"), Some("clinic-b")] {
+        for subject in [None, Some("subject-0"), Some("subject-2")] {
+            for operation in [None, Some("DISCLOSURE")] {
+                for window in [None, Some((20_000, 33_000))] {
+                    for limit in [None, Some(2)] {
+                        let q = Query {
+                            tenant: tenant.map(str::to_owned),
+                            subject: subject.map(str::to_owned),
+                            operation: operation.map(str::to_owned),
+                            from_ms: window.map(|(from, _)| 1_700_000_000_000 + from),
+                            to_ms: window.map(|(_, to)| 1_700_000_000_000 + to),
+                            limit,
+                        };
+                        let got: Vec<u64> =
+                            log.store.query(&q).await?.iter().map(|r| r.index).collect();
+                        let want: Vec<u64> = all
+                            .iter()
+                            .filter(|r| q.matches(&r.record))
+                            .map(|r| r.index)
+                            .take(limit.map_or(usize::MAX, |l| l as usize))
+                            .collect();
+                        ensure!(got == want, "{q:?}: got {got:?}, want {want:?}");
+                        checked += usize::from(!want.is_empty());
+                    }
+                }
+            }
+        }
+    }
+    ensure!(checked > 50, "only {checked} queries had rows");
+    // A subject's rows on both sides of the index mark (25), in time order.
+    let rows = log
+        .store
+        .query(&Query {
+            tenant: Some("clinic-b".to_owned()),
+            subject: Some("subject-1".to_owned()),
+            ..Query::default()
+        })
+        .await?;
+    let got: Vec<u64> = rows.iter().map(|r| r.index).collect();
+    ensure!(got == vec![1, 7, 13, 19, 25, 31, 37], "got {got:?}");
+    ensure!(log.verify().await?.is_clean(), "the indexed log verifies");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_store_indexes_by_subject_in_bulk_once_enough_rows_wait() -> Result<()> {
+    let log = Log::new()?;
+    let mark = |log: &Log| -> Result<Option<String>> {
+        Ok(Connection::open(&log.path)?
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'subject_indexed_upto'",
+                [],
+                |r| r.get(0),
+            )
+            .ok())
+    };
+    // Rows shaped like the appender's (the hashes do not matter to the index).
+    let rows = |from: u64, n: u64| -> Vec<StoredEvent> {
+        (from..from + n)
+            .map(|i| StoredEvent {
+                index: i,
+                leaf_hash: [1; 32],
+                root_after: [2; 32],
+                record: EventRecord {
+                    event_id: Uuid::now_v7(),
+                    occurred_at_ms: 1_700_000_000_000 + i as i64,
+                    tenant: "clinic-a".to_owned(),
+                    subject: format!("subject-{}", i % 1_000),
+                    operation: "REQUEST_OPENED".to_owned(),
+                    value: vec![0; 16],
+                },
+            })
+            .collect()
+    };
+    let lag = SUBJECT_INDEX_LAG_ROWS;
+    log.store.append(0, rows(0, lag - 1)).await?;
+    ensure!(
+        mark(&log)?.is_none(),
+        "indexed too early: {:?}",
+        mark(&log)?
+    );
+    log.store.append(lag - 1, rows(lag - 1, 2)).await?;
+    ensure!(
+        mark(&log)? == Some((lag + 1).to_string()),
+        "mark {:?}",
+        mark(&log)?
+    );
+    log.store.append(lag + 1, rows(lag + 1, 10)).await?;
+    let got = log
+        .store
+        .query(&Query {
+            subject: Some("subject-7".to_owned()),
+            ..Query::default()
+        })
+        .await?;
+    let want: Vec<u64> = (0..lag + 11).filter(|i| i % 1_000 == 7).collect();
+    let got: Vec<u64> = got.iter().map(|r| r.index).collect();
+    ensure!(got == want, "got {} rows, want {}", got.len(), want.len());
     Ok(())
 }
 

@@ -151,6 +151,14 @@ pub trait AuditStore: Send + Sync + 'static {
     /// Rows matching `query`, oldest first (by time, then index).
     fn query(&self, query: &Query) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send;
 
+    /// Checks the store's own query index against the rows: the indexes (at most `limit`)
+    /// of rows whose index entry is missing or altered, which would hide them from
+    /// [`AuditStore::query`]. `None` when this store does not check its index.
+    fn query_index_problems(
+        &self,
+        limit: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u64>>, Error>> + Send;
+
     /// Stores a signed checkpoint; storing one for a size already held is a no-op.
     fn add_checkpoint(
         &self,
@@ -224,6 +232,9 @@ impl AuditStore for AnyStore {
     }
     async fn query(&self, query: &Query) -> Result<Vec<StoredEvent>, Error> {
         delegate!(self, s => s.query(query))
+    }
+    async fn query_index_problems(&self, limit: u64) -> Result<Option<Vec<u64>>, Error> {
+        delegate!(self, s => s.query_index_problems(limit))
     }
     async fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), Error> {
         delegate!(self, s => s.add_checkpoint(checkpoint))

@@ -1327,6 +1327,12 @@ impl AuditStore for ScyllaStore {
         Ok(rows)
     }
 
+    async fn query_index_problems(&self, _limit: u64) -> Result<Option<Vec<u64>>, Error> {
+        // `events_by_subject` is not compared with the log here: that needs a scan of
+        // every subject partition. Reported as not checked, never as clean.
+        Ok(None)
+    }
+
     async fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), Error> {
         // `IF NOT EXISTS`: a checkpoint already stored for this size stays as it is.
         self.session()

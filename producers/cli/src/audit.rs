@@ -371,6 +371,14 @@ fn print_report(report: &Report) {
             proof.len()
         );
     }
+    println!(
+        "query index         {}",
+        if report.query_index_checked {
+            "checked against the rows"
+        } else {
+            "not checked on this store"
+        }
+    );
     if report.is_clean() {
         println!("result              INTACT");
         return;
