@@ -25,7 +25,8 @@ use zenvelope_envelope::{
 use zenvelope_schemas::names::media_type;
 use zenvelope_schemas::{
     AnalysisInput, AnalysisRequest, AnalysisResult, AuditEvent, AuditOperation, ModelPreferences,
-    Outcome as AuditOutcome, PurposeOfUse, RequestLimits, SchemaCodec, Subject, TextInput,
+    Outcome as AuditOutcome, PurposeOfUse, ReceiptCheck, RequestLimits, SchemaCodec, Subject,
+    TextInput,
 };
 
 const TENANT: &str = "clinic-a";
@@ -356,6 +357,21 @@ async fn round_trip_with_the_offline_analyser() {
     let disclosure = receipt.disclosure.as_ref().expect("receipt");
     assert_eq!(disclosure.provider, OFFLINE_PROVIDER_NAME);
     assert_eq!(disclosure.purpose, PurposeOfUse::Treatment);
+    // The receipt is signed by the fleet's result-signing key, and only that key.
+    let mut fleet = zenvelope_envelope::Keyring::new();
+    fleet
+        .insert(enclave_signer().verifying_key().expect("public"))
+        .expect("insert");
+    assert_eq!(receipt.check_receipt(&fleet), ReceiptCheck::Valid);
+    let mut moved = receipt.clone();
+    moved.subject = "sp1_someone_else".to_owned();
+    assert_eq!(moved.check_receipt(&fleet), ReceiptCheck::Invalid);
+    let mut stranger = zenvelope_envelope::Keyring::new();
+    let forged = SigningKey::generate_ecdsa_p256("fleet-signing", 1).expect("key");
+    stranger
+        .insert(forged.verifying_key().expect("public"))
+        .expect("insert");
+    assert_eq!(receipt.check_receipt(&stranger), ReceiptCheck::Invalid);
     assert_no_canary(&out);
     let _ = &f.provider;
 }

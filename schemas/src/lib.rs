@@ -76,6 +76,7 @@ pub use names::{Subject, Topic};
 pub use records::{
     ATTESTATION_BINDING_LABEL, AnalysisInput, AnalysisRequest, AnalysisResult, AuditEvent,
     AuditOperation, BinaryInput, DeadLetter, Disclosure, FinishReason, KeyAlgorithm,
-    KeyDirectoryEntry, KeyPurpose, KeyStatus, ModelPreferences, Outcome, PurposeOfUse, Record,
-    RequestLimits, TextInput, TokenUsage,
+    KeyDirectoryEntry, KeyPurpose, KeyStatus, ModelPreferences, Outcome, PurposeOfUse,
+    RECEIPT_DIGEST_LABEL, ReceiptCheck, ReceiptSignature, Record, RequestLimits, TextInput,
+    TokenUsage,
 };

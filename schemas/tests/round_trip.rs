@@ -122,13 +122,26 @@ fn audit_event() -> impl Strategy<Value = AuditEvent> {
         opt_text(),
         opt_text(),
     );
-    let disclosure = proptest::option::of((text(), text(), pick(PurposeOfUse::ALL)).prop_map(
-        |(provider, model, purpose)| Disclosure {
-            provider,
-            model,
-            purpose,
-        },
-    ));
+    let signature = proptest::option::of(
+        (text(), any::<i32>(), pick(KeyAlgorithm::ALL), bytes()).prop_map(
+            |(key_id, key_version, algorithm, value)| ReceiptSignature {
+                key_id,
+                key_version,
+                algorithm,
+                value,
+            },
+        ),
+    );
+    let disclosure = proptest::option::of(
+        (text(), text(), pick(PurposeOfUse::ALL), signature).prop_map(
+            |(provider, model, purpose, signature)| Disclosure {
+                provider,
+                model,
+                purpose,
+                signature,
+            },
+        ),
+    );
     (ids, who, extra, disclosure).prop_map(
         |(
             (event_id, message_id, correlation_id),
@@ -327,6 +340,12 @@ fn sample_audit() -> AuditEvent {
             provider: "openai".to_owned(),
             model: "gpt-x".to_owned(),
             purpose: PurposeOfUse::Treatment,
+            signature: Some(ReceiptSignature {
+                key_id: "fleet-results".to_owned(),
+                key_version: 1,
+                algorithm: KeyAlgorithm::EcdsaP256Sha256,
+                value: vec![7; 64],
+            }),
         }),
     }
 }

@@ -3,8 +3,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
-use zenvelope_envelope::{Header, Purpose};
-use zenvelope_schemas::{AuditEvent, AuditOperation, Disclosure, Outcome, PurposeOfUse};
+use zenvelope_envelope::{Header, Keyed as _, Purpose, SigningKey};
+use zenvelope_schemas::{
+    AuditEvent, AuditOperation, Disclosure, KeyAlgorithm, Outcome, PurposeOfUse, ReceiptSignature,
+};
 
 use super::config::encode_hex;
 
@@ -97,7 +99,35 @@ impl<'a> AuditContext<'a> {
             provider: provider.to_owned(),
             model: model.to_owned(),
             purpose: PurposeOfUse::from(purpose),
+            signature: None,
         });
         event
     }
+}
+
+/// Signs a disclosure receipt with the fleet's result-signing key (see
+/// [`AuditEvent::receipt_digest`]). A receipt that cannot be signed is still published,
+/// unsigned, so the disclosure is accounted for; `audit disclosures` reports it as such.
+pub(crate) fn sign_receipt(mut event: AuditEvent, signer: &SigningKey) -> AuditEvent {
+    let algorithm = KeyAlgorithm::from(signer.algorithm());
+    let Some(digest) = event.receipt_digest(signer.key_id(), signer.key_version(), algorithm)
+    else {
+        return event;
+    };
+    match signer.sign(&digest) {
+        Ok(value) => {
+            if let Some(disclosure) = event.disclosure.as_mut() {
+                disclosure.signature = Some(ReceiptSignature {
+                    key_id: signer.key_id().to_owned(),
+                    key_version: signer.key_version(),
+                    algorithm,
+                    value,
+                });
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "The disclosure receipt could not be signed; it is published unsigned.");
+        }
+    }
+    event
 }

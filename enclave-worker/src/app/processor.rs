@@ -18,7 +18,7 @@ use zenvelope_schemas::{
 use zeroize::{Zeroize, Zeroizing};
 
 use super::AppError;
-use super::audit::{AuditContext, now_ms, sha256_hex, uuid_of};
+use super::audit::{AuditContext, now_ms, sha256_hex, sign_receipt, uuid_of};
 use super::cache::BoundedCache;
 use super::config::{AppConfig, FreshnessConfig, ModelConfig};
 use super::dek_cache::{CachingUnwrapper, DekCacheStats};
@@ -511,13 +511,18 @@ impl Processor {
         let bytes = self.frame_result(&sealed).await?;
         let result_sha256 = sha256_hex(&bytes);
         let ctx = self.context_of(header, &trace.request_sha256);
-        trace.events.push(ctx.disclosure(
+        let receipt = ctx.disclosure(
             provider,
             &disclosed_model,
             header.purpose,
             Some(result_sha256.as_str()),
             failure,
-        ));
+        );
+        let worker = self.inner.clone();
+        let receipt = tokio::task::spawn_blocking(move || sign_receipt(receipt, &worker.signer))
+            .await
+            .map_err(|_| Rejection::Internal("receipt_sign_panicked"))?;
+        trace.events.push(receipt);
         let label = if failure.is_some() {
             "error_result"
         } else {

@@ -6,7 +6,7 @@ use core::fmt;
 use apache_avro::AvroSchema;
 use serde::{Deserialize, Serialize};
 
-use super::logical::avro_enum;
+use super::logical::{avro_enum, put_symbol, put_u32_bytes};
 
 /// A public key on the compacted key directory topic.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
@@ -105,6 +105,34 @@ impl fmt::Debug for KeyDirectoryEntry {
     }
 }
 
+impl From<zenvelope_envelope::SignatureAlgorithm> for KeyAlgorithm {
+    fn from(algorithm: zenvelope_envelope::SignatureAlgorithm) -> Self {
+        match algorithm {
+            zenvelope_envelope::SignatureAlgorithm::RsaPssSha256 => KeyAlgorithm::RsaPssSha256,
+            zenvelope_envelope::SignatureAlgorithm::EcdsaP256Sha256 => {
+                KeyAlgorithm::EcdsaP256Sha256
+            }
+            // An algorithm newer than this crate's schema.
+            _ => KeyAlgorithm::Unknown,
+        }
+    }
+}
+
+impl KeyAlgorithm {
+    /// The signature algorithm this names, if it names one.
+    pub fn signature_algorithm(self) -> Option<zenvelope_envelope::SignatureAlgorithm> {
+        match self {
+            KeyAlgorithm::RsaPssSha256 => {
+                Some(zenvelope_envelope::SignatureAlgorithm::RsaPssSha256)
+            }
+            KeyAlgorithm::EcdsaP256Sha256 => {
+                Some(zenvelope_envelope::SignatureAlgorithm::EcdsaP256Sha256)
+            }
+            KeyAlgorithm::Unknown | KeyAlgorithm::RsaOaepSha256 => None,
+        }
+    }
+}
+
 /// Domain label that starts the attestation binding of an entry.
 pub const ATTESTATION_BINDING_LABEL: &[u8] = b"zenvelope/v1/key-directory-entry";
 
@@ -148,22 +176,6 @@ impl KeyDirectoryEntry {
             self.key_version
         )
     }
-}
-
-fn put_u32_bytes(h: &mut sha2::Sha256, bytes: &[u8]) {
-    use sha2::Digest as _;
-    // Fields are bounded far below 4 GiB by the message limits; saturate rather than wrap.
-    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-    h.update(len.to_be_bytes());
-    h.update(bytes);
-}
-
-fn put_symbol(h: &mut sha2::Sha256, symbol: &str) {
-    use sha2::Digest as _;
-    // Avro symbols are short ASCII names.
-    let len = u8::try_from(symbol.len()).unwrap_or(u8::MAX);
-    h.update([len]);
-    h.update(symbol.as_bytes());
 }
 
 #[cfg(test)]

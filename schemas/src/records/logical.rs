@@ -174,3 +174,21 @@ macro_rules! avro_enum {
     };
 }
 pub(crate) use avro_enum;
+
+/// Hashes `bytes` with a big-endian u32 length prefix (digests that bind several fields).
+pub(crate) fn put_u32_bytes(h: &mut sha2::Sha256, bytes: &[u8]) {
+    use sha2::Digest as _;
+    // Fields are bounded far below 4 GiB by the message limits; saturate rather than wrap.
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    h.update(len.to_be_bytes());
+    h.update(bytes);
+}
+
+/// Hashes an Avro enum symbol with a one-byte length prefix.
+pub(crate) fn put_symbol(h: &mut sha2::Sha256, symbol: &str) {
+    use sha2::Digest as _;
+    // Avro symbols are short ASCII names.
+    let len = u8::try_from(symbol.len()).unwrap_or(u8::MAX);
+    h.update([len]);
+    h.update(symbol.as_bytes());
+}

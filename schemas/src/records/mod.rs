@@ -18,7 +18,10 @@ use apache_avro::{AvroSchema, Schema};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use audit::{AuditEvent, AuditOperation, Disclosure, Outcome, PurposeOfUse};
+pub use audit::{
+    AuditEvent, AuditOperation, Disclosure, Outcome, PurposeOfUse, RECEIPT_DIGEST_LABEL,
+    ReceiptCheck, ReceiptSignature,
+};
 pub use dead_letter::DeadLetter;
 pub use key_directory::{
     ATTESTATION_BINDING_LABEL, KeyAlgorithm, KeyDirectoryEntry, KeyPurpose, KeyStatus,
