@@ -1,15 +1,20 @@
 //! `zenvelope audit`: check, prove and query the audit log, for auditors.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
+use zenvelope_audit::cross_check::{self, Report as CrossCheckReport, Stage};
 use zenvelope_audit::note::{Checkpoint, Verifier};
 use zenvelope_audit::store::{AnyStore, AuditStore, Query, ScyllaConfig, StoreConfig};
 use zenvelope_audit::verify::{self, Report};
+use zenvelope_runtime::KafkaConfig;
+use zenvelope_schemas::names::topic;
 use zenvelope_schemas::{AuditEvent, SchemaCodec};
 
-use crate::replay::{parse_time, time_text};
+use crate::replay::{BROKER_CHECK_TIMEOUT, ReadArgs, parse_time, time_text};
 
 /// The audit subcommands.
 #[derive(clap::Subcommand, Debug)]
@@ -65,6 +70,15 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Re-read the audit topic and confirm the store holds exactly its events, and that
+    /// every checkpoint published on the checkpoints topic matches the store.
+    ///
+    /// Exit status 0 when the store and the topics agree, 1 on findings, 2 when the
+    /// check could not run.
+    ///
+    /// Example: zenvelope audit cross-check --bootstrap kafka:9092 --store audit.db --vkey-file audit.vkey
+    #[command(after_long_help = CROSS_CHECK_HELP)]
+    CrossCheck(Box<CrossCheckArgs>),
     /// HIPAA accounting of disclosures: every model call that received a subject's data.
     ///
     /// Lists DISCLOSURE events: when, to which provider and model, for which purpose, by
@@ -81,6 +95,68 @@ pub(crate) enum AuditCommand {
         json: bool,
     },
 }
+
+/// Arguments of `zenvelope audit cross-check`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct CrossCheckArgs {
+    /// Kafka bootstrap servers (host:port, comma-separated).
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap: String,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    key: VerifierArgs,
+    /// The audit topic the sink consumes.
+    #[arg(long, value_name = "TOPIC", default_value = topic::AUDIT)]
+    topic: String,
+    /// The topic the sink publishes its signed checkpoints on.
+    #[arg(long, value_name = "TOPIC", default_value = topic::CHECKPOINTS)]
+    checkpoints_topic: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    read: ReadArgs,
+}
+
+const CROSS_CHECK_HELP: &str = "\
+What it checks:
+  Reads the audit topic and the checkpoints topic from their oldest offsets to their
+  ends as of the start (a live topic does not keep it running), then pages through the
+  store. Only ids, rows, offsets and hashes are kept and printed, never event bytes.
+
+  missing_from_store       a well-formed event on the topic is not in the store: lost,
+                           deleted, or not yet appended by the sink. Run the check
+                           again once the sink has caught up: what is still missing
+                           then was lost or deleted.
+  not_on_topic             a stored event is not on the topic: inserted into the store,
+                           or dropped from the topic by retention (the report prints
+                           each partition's oldest offset).
+  differs_from_store       the stored bytes of an event differ from the topic's.
+  conflicting_on_topic     two different events carry one id; the sink dead-letters the
+                           later one (conflicting_event_id). A finding only when the
+                           store holds neither.
+  malformed_on_topic       a record is not an audit event (dead-lettered by the sink as
+                           malformed_audit_event); listed, not a finding.
+  checkpoint_signature     a record on the checkpoints topic does not verify with the
+                           log's key (forged, or another log's).
+  checkpoint_beyond_store  a checkpoint covers more rows than the store holds.
+  checkpoint_root          a checkpoint's root differs from the store's at its size.
+
+  Redeliveries (one event several times, byte for byte) are counted only. Run
+  `zenvelope audit verify` too: it checks the store against itself.
+
+Exit status:
+  0  the store holds exactly the topic's well-formed events and every checkpoint on the
+     topic matches it
+  1  findings
+  2  the check could not run: bad arguments, unreadable key or store, broker
+     unreachable, unknown topic
+
+Example:
+  zenvelope audit cross-check --bootstrap kafka:9092 \\
+      --store /var/lib/zenvelope/audit.db --vkey-file audit.vkey --json > cross-check.json
+";
 
 /// Which store to read.
 #[derive(clap::Args, Debug)]
@@ -230,6 +306,7 @@ async fn run(command: &AuditCommand) -> anyhow::Result<bool> {
             }
             Ok(report.is_clean())
         }
+        AuditCommand::CrossCheck(args) => cross_check(args).await,
         AuditCommand::Prove {
             event_id,
             store,
@@ -338,6 +415,144 @@ async fn run(command: &AuditCommand) -> anyhow::Result<bool> {
             Ok(true)
         }
     }
+}
+
+async fn cross_check(args: &CrossCheckArgs) -> anyhow::Result<bool> {
+    let verifier = args.key.load()?;
+    let codec = Arc::new(args.read.codec()?);
+    let store = args.store.open().await?;
+    let kafka = KafkaConfig::new(args.bootstrap.clone());
+    zenvelope_runtime::check_broker(&kafka, BROKER_CHECK_TIMEOUT).await?;
+    let options = cross_check::Options {
+        topic: args.topic.clone(),
+        checkpoints_topic: args.checkpoints_topic.clone(),
+        idle_timeout: args.read.idle_timeout(),
+    };
+    let bar = args.read.progress_bar();
+    let mut stage = None;
+    let report = cross_check::run(&kafka, &store, codec, verifier, &options, |s, done, of| {
+        if stage != Some(s) {
+            stage = Some(s);
+            bar.set_message(match s {
+                Stage::Topic => options.topic.clone(),
+                Stage::Checkpoints => options.checkpoints_topic.clone(),
+                Stage::Store => "store rows".to_owned(),
+            });
+        }
+        bar.set_length(of);
+        bar.set_position(done);
+    })
+    .await;
+    bar.finish_and_clear();
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", cross_check_text(&report));
+    }
+    Ok(report.is_clean())
+}
+
+/// The human cross-check report: counts, offsets, ids and rows; never event bytes.
+fn cross_check_text(r: &CrossCheckReport) -> String {
+    let mut o = String::new();
+    let offsets = |spans: &[cross_check::PartitionSpan]| {
+        spans
+            .iter()
+            .map(|s| {
+                format!(
+                    "partition {}: {}..{}",
+                    s.partition, s.low_offset, s.end_offset
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        o,
+        "topic               {}: {} record(s), {} event(s); {} redelivered, {} malformed, {} conflicting id(s)",
+        r.topic,
+        r.topic_records,
+        r.topic_events,
+        r.redeliveries,
+        r.malformed_on_topic,
+        r.conflicting_on_topic
+    );
+    let _ = writeln!(
+        o,
+        "offsets read        {} (oldest held..end; records before the oldest were dropped by retention)",
+        offsets(&r.partitions)
+    );
+    let _ = writeln!(
+        o,
+        "store               {} row(s), {} matching the topic",
+        r.store_rows, r.matched
+    );
+    if r.stored_during_check > 0 {
+        let _ = writeln!(
+            o,
+            "                    {} row(s) appended while the topic was read, from records after its end (not checked)",
+            r.stored_during_check
+        );
+    }
+    let _ = writeln!(
+        o,
+        "checkpoints         {}: {} read, {} match the store (up to row {}), {} failed",
+        r.checkpoints_topic,
+        r.checkpoints_read,
+        r.checkpoints_matched,
+        r.checkpoint_covered_size,
+        r.checkpoint_problems
+    );
+    let explained = [
+        (
+            "missing from store",
+            r.missing_from_store,
+            "event(s) on the topic: lost, deleted, or not yet appended by the sink; run again once the sink has caught up, and what is still missing was lost or deleted",
+        ),
+        (
+            "not on topic",
+            r.not_on_topic,
+            "stored row(s): inserted into the store, or dropped from the topic by retention (compare the oldest offsets above)",
+        ),
+        (
+            "differs from store",
+            r.differs_from_store,
+            "stored row(s) whose bytes differ from the topic's",
+        ),
+    ];
+    for (label, count, meaning) in explained.into_iter().filter(|(_, n, _)| *n > 0) {
+        let _ = writeln!(o, "{label:<20}{count} {meaning}");
+    }
+    let _ = writeln!(
+        o,
+        "result              {}",
+        if r.is_clean() {
+            "CONSISTENT"
+        } else {
+            "FINDINGS"
+        }
+    );
+    for finding in &r.findings {
+        let _ = writeln!(o, "  - {}: {}", finding.kind(), finding.describe());
+    }
+    if r.findings_not_listed > 0 {
+        let _ = writeln!(
+            o,
+            "  … and {} more (all counted above)",
+            r.findings_not_listed
+        );
+    }
+    if !r.notices.is_empty() {
+        let _ = writeln!(o, "notices (dead-lettered by the sink, not findings)");
+        for notice in &r.notices {
+            let _ = writeln!(o, "  - {}: {}", notice.kind(), notice.describe());
+        }
+        if r.notices_not_listed > 0 {
+            let _ = writeln!(o, "  … and {} more", r.notices_not_listed);
+        }
+    }
+    o
 }
 
 fn read_checkpoint(path: &Path, verifier: &Verifier) -> anyhow::Result<Checkpoint> {

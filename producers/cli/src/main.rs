@@ -83,9 +83,10 @@ enum Command {
     Replay(Box<replay::Args>),
     /// Check, prove and query the tamper-evident audit log (for auditors).
     ///
-    /// `verify` recomputes the Merkle tree and checks every signed checkpoint, `prove`
-    /// prints an inclusion proof, `query` and `disclosures` list events (no PHI: ids,
-    /// pseudonyms, codes and hashes).
+    /// `verify` recomputes the Merkle tree and checks every signed checkpoint,
+    /// `cross-check` re-reads the audit topic and confirms the store holds exactly its
+    /// events, `prove` prints an inclusion proof, `query` and `disclosures` list events
+    /// (no PHI: ids, pseudonyms, codes and hashes).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Print the public header of a sealed envelope (no keys needed, nothing decrypted).

@@ -27,7 +27,7 @@ pub(crate) const EXIT_FINDINGS: u8 = 1;
 pub(crate) const EXIT_ERROR: u8 = 2;
 
 /// How long the broker may take to answer before the replay gives up.
-const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Entries shown per list in the human report; `--json` has them all.
 const HUMAN_LIST_LIMIT: usize = 20;
 /// The PEM label of a SubjectPublicKeyInfo.
@@ -76,6 +76,14 @@ pub(crate) struct Args {
     /// Print the full report as JSON on standard output.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    read: ReadArgs,
+}
+
+/// How a command that re-reads topics reads them; shared by `replay` and
+/// `audit cross-check`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ReadArgs {
     /// No progress bar (it is shown only when standard error is a terminal anyway).
     #[arg(long, short)]
     quiet: bool,
@@ -86,6 +94,26 @@ pub(crate) struct Args {
     /// Give up when no record arrives for this long (a broker that stopped answering).
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     idle_timeout_secs: u64,
+}
+
+impl ReadArgs {
+    /// The codec: the registry's when --schema-registry is given, the offline catalog's
+    /// otherwise.
+    pub(crate) fn codec(&self) -> anyhow::Result<SchemaCodec> {
+        SchemaCodec::from_registry_url(self.schema_registry.as_deref())
+            .context("cannot set up the schema codec")
+    }
+
+    /// How long a read may wait for a record (at least a second).
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    /// A progress bar on standard error, hidden with --quiet or when it is not a
+    /// terminal.
+    pub(crate) fn progress_bar(&self) -> ProgressBar {
+        progress_bar(!self.quiet && std::io::stderr().is_terminal())
+    }
 }
 
 const AFTER_HELP: &str = "\
@@ -267,23 +295,19 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         producers: keyring(&args.producer_keys)?,
         results: keyring(&args.result_keys)?,
     };
-    let codec = Arc::new(
-        SchemaCodec::from_registry_url(args.schema_registry.as_deref())
-            .context("cannot set up the schema codec")?,
-    );
+    let codec = Arc::new(args.read.codec()?);
     let filter = ReplayFilter {
         tenant: args.tenant.clone(),
         subject: args.subject.clone(),
     };
     let kafka = KafkaConfig::new(args.bootstrap.clone());
-    let show_progress = !args.quiet && std::io::stderr().is_terminal();
 
     let report = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(async {
             zenvelope_runtime::check_broker(&kafka, BROKER_CHECK_TIMEOUT).await?;
-            let bar = progress_bar(show_progress);
+            let bar = args.read.progress_bar();
             let audit = ReplayAudit::new(codec, keys, filter);
             let report = zenvelope_producer::replay(&kafka, &options, audit, |p| {
                 if bar.length() != Some(p.expected) {
@@ -333,7 +357,7 @@ fn options(args: &Args) -> anyhow::Result<ReplayOptions> {
     {
         bail!("--from-time is after --to-time");
     }
-    options.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
+    options.idle_timeout = args.read.idle_timeout();
     Ok(options)
 }
 

@@ -75,6 +75,16 @@ async fn up(args: &Args) -> anyhow::Result<()> {
             .join(crate::stack::audit_files::VERIFIER_KEY)
             .display()
     );
+    println!(
+        "           compare it with the audit topic: zenvelope audit cross-check --bootstrap {} --store {} --vkey-file {}",
+        stack.kafka.bootstrap_servers,
+        args.state_dir
+            .join(crate::stack::audit_files::STORE)
+            .display(),
+        args.state_dir
+            .join(crate::stack::audit_files::VERIFIER_KEY)
+            .display()
+    );
     println!("           Ctrl-C stops the stack.");
 
     let stopping = stack.stopping();
