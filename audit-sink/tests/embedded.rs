@@ -136,6 +136,7 @@ fn event(i: usize) -> AuditEvent {
             provider: "openai".to_owned(),
             model: "gpt-4o-mini".to_owned(),
             purpose: PurposeOfUse::Treatment,
+            signature: None,
         }),
     }
 }

@@ -12,9 +12,11 @@ use zenvelope_audit::store::{AnyStore, AuditStore, Query, ScyllaConfig, StoreCon
 use zenvelope_audit::verify::{self, Report};
 use zenvelope_runtime::KafkaConfig;
 use zenvelope_schemas::names::topic;
-use zenvelope_schemas::{AuditEvent, SchemaCodec};
+use zenvelope_schemas::{AuditEvent, ReceiptCheck, SchemaCodec};
 
-use crate::replay::{BROKER_CHECK_TIMEOUT, ReadArgs, parse_time, time_text};
+use crate::replay::{
+    BROKER_CHECK_TIMEOUT, KeySpec, ReadArgs, keyring, parse_key_spec, parse_time, time_text,
+};
 
 /// The audit subcommands.
 #[derive(clap::Subcommand, Debug)]
@@ -82,14 +84,24 @@ pub(crate) enum AuditCommand {
     /// HIPAA accounting of disclosures: every model call that received a subject's data.
     ///
     /// Lists DISCLOSURE events: when, to which provider and model, for which purpose, by
-    /// which enclave image, with the hashes of the sealed request and result.
+    /// which enclave image, with the hashes of the sealed request and result. Each is a
+    /// receipt the enclave signed with the fleet's result-signing key: give that key with
+    /// --result-key to check every signature.
     ///
-    /// Example: zenvelope audit disclosures --store .zenvelope/audit.db --subject 7f3a... --from 2026-01-01T00:00:00Z
+    /// Exit status 0 when every receipt listed verifies (or no key was given), 1 when one
+    /// is unsigned, signed by an unknown key or altered, 2 when the listing could not run.
+    ///
+    /// Example: zenvelope audit disclosures --store .zenvelope/audit.db --subject 7f3a... --from 2026-01-01T00:00:00Z --result-key fleet-results:1=results-public.der
     Disclosures {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
         filter: FilterArgs,
+        /// The enclave fleet's result-signing public key to check receipts with: key id,
+        /// key version and a file holding the key (SPKI, PEM or DER), as `zenvelope keys
+        /// show` or the fleet's operator gives it. Repeatable (one per key version).
+        #[arg(long = "result-key", value_name = "ID:VERSION=FILE", value_parser = parse_key_spec)]
+        result_keys: Vec<KeySpec>,
         /// Print one JSON object per line.
         #[arg(long)]
         json: bool,
@@ -365,8 +377,13 @@ async fn run(command: &AuditCommand) -> anyhow::Result<bool> {
         AuditCommand::Disclosures {
             store,
             filter,
+            result_keys,
             json,
         } => {
+            let trusted = (!result_keys.is_empty())
+                .then(|| keyring(result_keys))
+                .transpose()?;
+            let mut failed = 0usize;
             let store = store.open().await?;
             let rows = store
                 .query(&filter.query(Some("DISCLOSURE".to_owned())))
@@ -376,6 +393,8 @@ async fn run(command: &AuditCommand) -> anyhow::Result<bool> {
                 let Some(d) = &event.disclosure else {
                     continue;
                 };
+                let receipt = trusted.as_ref().map(|keys| event.check_receipt(keys));
+                failed += usize::from(receipt.is_some_and(|r| r != ReceiptCheck::Valid));
                 if *json {
                     println!(
                         "{}",
@@ -393,11 +412,13 @@ async fn run(command: &AuditCommand) -> anyhow::Result<bool> {
                             "message_id": event.message_id,
                             "request_sha256": event.request_sha256,
                             "result_sha256": event.result_sha256,
+                            "receipt": receipt,
+                            "signed_by": d.signature.as_ref().map(|s| format!("{}:{}", s.key_id, s.key_version)),
                         })
                     );
                 } else {
                     println!(
-                        "{}  {} {}  to {} / {}  purpose {}  {}  message {}",
+                        "{}  {} {}  to {} / {}  purpose {}  {}  message {}  receipt {}",
                         time_text(event.occurred_at_ms),
                         event.tenant,
                         event.subject,
@@ -406,13 +427,25 @@ async fn run(command: &AuditCommand) -> anyhow::Result<bool> {
                         d.purpose.symbol(),
                         event.outcome.symbol(),
                         event.message_id.map(|m| m.to_string()).unwrap_or_default(),
+                        receipt.map_or("not checked", ReceiptCheck::as_str),
                     );
                 }
             }
             if !*json {
                 eprintln!("{} disclosure(s).", rows.len());
+                match &trusted {
+                    None => eprintln!(
+                        "Receipt signatures not checked: give the fleet's result-signing key with --result-key."
+                    ),
+                    Some(_) if failed == 0 => {
+                        eprintln!("Every receipt is signed by a trusted fleet key and verifies.")
+                    }
+                    Some(_) => eprintln!(
+                        "{failed} receipt(s) unsigned, signed by an unknown key, or altered."
+                    ),
+                }
             }
-            Ok(true)
+            Ok(failed == 0)
         }
     }
 }

@@ -202,8 +202,14 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
         let event: AuditEvent = codec.decode(&record.payload).await?;
         let disclosure = event.disclosure.as_ref().map_or(String::new(), |d| {
             format!(
-                ", disclosure receipt: {}/{} for {:?}",
-                d.provider, d.model, d.purpose
+                ", disclosure receipt: {}/{} for {:?}, {}",
+                d.provider,
+                d.model,
+                d.purpose,
+                d.signature.as_ref().map_or_else(
+                    || "UNSIGNED".to_owned(),
+                    |s| format!("signed by {}:{}", s.key_id, s.key_version)
+                )
             )
         });
         println!(
@@ -223,6 +229,10 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
     while audit_store.size().await? < appended && waited.elapsed() < ANSWER_TIMEOUT {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The receipts' signing key, for `audit disclosures --result-key`. A fresh key each
+    // run: receipts from earlier runs in the same directory were signed by theirs.
+    let results_key = args.audit_dir.join(RESULTS_PUBLIC_KEY_FILE);
+    std::fs::write(&results_key, &stack.result_spki)?;
     let summary = stack.stop().await?;
     println!(
         "\nhost       stopped: {} processed, {} dead-lettered; offsets committed after every ack",
@@ -252,10 +262,19 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
         vkey.display()
     );
     println!(
+        "           account for disclosures: zenvelope audit disclosures --store {} --result-key {}:1={}",
+        store.display(),
+        crate::stack::RESULT_KEY_ID,
+        results_key.display()
+    );
+    println!(
         "\nNext: `zenvelope up` keeps this stack running for `produce`, `subscribe`, `keys show` and `replay`; docs/enclave-worker.md runs the same parts as separate processes with a KMS emulator."
     );
     Ok(())
 }
+
+/// The file in the audit directory holding this run's result-signing public key (DER).
+pub(crate) const RESULTS_PUBLIC_KEY_FILE: &str = "results-public.der";
 
 fn plural(n: u64, what: &str) -> String {
     if n == 1 {

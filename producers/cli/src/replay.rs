@@ -163,7 +163,7 @@ pub(crate) struct KeySpec {
     path: PathBuf,
 }
 
-fn parse_key_spec(s: &str) -> Result<KeySpec, String> {
+pub(crate) fn parse_key_spec(s: &str) -> Result<KeySpec, String> {
     const FORMAT: &str = "expected ID:VERSION=FILE, e.g. journal-backend:1=producer.pem";
     let (id_version, path) = s.split_once('=').ok_or(FORMAT)?;
     let (key_id, version) = id_version.rsplit_once(':').ok_or(FORMAT)?;
@@ -231,7 +231,7 @@ fn pem_spki(text: &str) -> anyhow::Result<Vec<u8>> {
     Ok(base64::engine::general_purpose::STANDARD.decode(body)?)
 }
 
-fn keyring(specs: &[KeySpec]) -> anyhow::Result<Keyring<VerifyingKey>> {
+pub(crate) fn keyring(specs: &[KeySpec]) -> anyhow::Result<Keyring<VerifyingKey>> {
     let mut ring = Keyring::new();
     for spec in specs {
         ring.insert(load_key(spec)?).with_context(|| {

@@ -64,7 +64,9 @@ async fn up(args: &Args) -> anyhow::Result<()> {
         "           audit the topics (nothing decrypted): zenvelope replay --bootstrap {} --trust-producer-key {PRODUCER_KEY_ID}:1={} --result-key {RESULT_KEY_ID}:1={}",
         stack.kafka.bootstrap_servers,
         args.state_dir.join("producer-public.der").display(),
-        args.state_dir.join("results-public.der").display()
+        args.state_dir
+            .join(crate::demo::RESULTS_PUBLIC_KEY_FILE)
+            .display()
     );
     println!(
         "           check the audit log: zenvelope audit verify --store {} --vkey-file {}",
@@ -73,6 +75,15 @@ async fn up(args: &Args) -> anyhow::Result<()> {
             .display(),
         args.state_dir
             .join(crate::stack::audit_files::VERIFIER_KEY)
+            .display()
+    );
+    println!(
+        "           account for disclosures: zenvelope audit disclosures --store {} --result-key {RESULT_KEY_ID}:1={}",
+        args.state_dir
+            .join(crate::stack::audit_files::STORE)
+            .display(),
+        args.state_dir
+            .join(crate::demo::RESULTS_PUBLIC_KEY_FILE)
             .display()
     );
     println!(
@@ -134,7 +145,7 @@ fn write_state(dir: &Path, stack: &LocalStack) -> anyhow::Result<PathBuf> {
     write("danger-dev-attestation-root.der", &stack.dev_root)?;
     // Public keys, for `zenvelope replay`.
     write("producer-public.der", stack.producer_signer()?.spki_der())?;
-    write("results-public.der", &stack.result_spki)?;
+    write(crate::demo::RESULTS_PUBLIC_KEY_FILE, &stack.result_spki)?;
     let config = format!(
         r#"# Written by `zenvelope up`: DEV ONLY. The key files next to this one are throwaway
 # dev keys; the attestation root is a local dev CA that proves nothing about an enclave.

@@ -88,6 +88,11 @@ fn demo_runs_every_stage_and_never_prints_the_entries() {
         "{stdout}"
     );
     assert_eq!(stdout.matches("disclosure receipt:").count(), 2, "{stdout}");
+    assert_eq!(
+        stdout.matches("signed by fleet-results:1").count(),
+        2,
+        "{stdout}"
+    );
     // The journal entries themselves never reach the terminal, the wire dump or the broker view.
     for fragment in [
         "Slept four hours",
@@ -133,6 +138,46 @@ fn audit_log_of_the_demo(stdout: &str, audit_dir: &std::path::Path) {
         text(&out.stdout)
             .matches("purpose INDIVIDUAL_REQUEST")
             .count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stderr).contains("Receipt signatures not checked"));
+    // Every receipt is signed by the run's result-signing key, and only by it.
+    let results_key = audit_dir.join("results-public.der");
+    let disclosures = |key: &std::path::Path| {
+        zenvelope(
+            &[
+                "audit",
+                "disclosures",
+                "--store",
+                store_arg,
+                "--result-key",
+                &format!("fleet-results:1={}", key.display()),
+            ],
+            None,
+        )
+    };
+    let out = disclosures(&results_key);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).matches("receipt signed").count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    let stranger = audit_dir.join("stranger.der");
+    std::fs::write(
+        &stranger,
+        zenvelope_envelope::SigningKey::generate_ecdsa_p256("fleet-results", 1)
+            .expect("key")
+            .spki_der(),
+    )
+    .expect("write");
+    let out = disclosures(&stranger);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).matches("receipt BAD SIGNATURE").count(),
         2,
         "{}",
         text(&out.stdout)
