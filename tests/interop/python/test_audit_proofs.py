@@ -371,3 +371,73 @@ def test_sumdb_checkpoint():
                 "log\n42\nq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\n\n"]:
         with pytest.raises(ValueError):
             parse_checkpoint(bad)
+
+
+# ---------------------------------------------------------------------------
+# Disclosure receipts (docs/audit.md, AuditEvent::receipt_digest)
+# ---------------------------------------------------------------------------
+
+import json
+import pathlib
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+RECEIPT_VECTOR = json.loads(
+    (pathlib.Path(__file__).resolve().parents[3] / "schemas/vectors/disclosure-receipt-v1.json").read_text("utf-8")
+)
+
+
+def _u32(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def _symbol(name: str) -> bytes:
+    return bytes([len(name)]) + name.encode("ascii")
+
+
+def _opt(text: str | None) -> bytes:
+    return b"\x00" if text is None else b"\x01" + _u32(text.encode("utf-8"))
+
+
+def receipt_digest(r: dict, key_id: str, key_version: int, algorithm: str) -> bytes:
+    """The receipt digest as the rustdoc of AuditEvent::receipt_digest lays it out."""
+    out = b"zenvelope/v1/disclosure-receipt"
+    out += _u32(r["event_id"].encode()) + r["occurred_at_ms"].to_bytes(8, "big", signed=True)
+    for field in ("tenant", "subject", "actor"):
+        out += _u32(r[field].encode("utf-8"))
+    out += _symbol(r["outcome"])
+    for field in ("reason_code", "message_id", "enclave_measurement", "request_sha256", "result_sha256"):
+        out += _opt(r[field])
+    out += _u32(r["provider"].encode("utf-8")) + _u32(r["model"].encode("utf-8")) + _symbol(r["purpose"])
+    out += _u32(key_id.encode("utf-8")) + key_version.to_bytes(4, "big", signed=True) + _symbol(algorithm)
+    return hashlib.sha256(out).digest()
+
+
+def _verify_receipt(r: dict) -> bool:
+    s = RECEIPT_VECTOR["signature"]
+    digest = receipt_digest(r, s["key_id"], s["key_version"], s["algorithm"])
+    key = load_der_public_key(h(RECEIPT_VECTOR["public_key_spki_der_hex"]))
+    raw = h(s["value_hex"])
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    try:
+        key.verify(der, digest, ec.ECDSA(hashes.SHA256()))
+        return True
+    except InvalidSignature:
+        return False
+
+
+def test_the_receipt_digest_is_reproduced_independently():
+    s = RECEIPT_VECTOR["signature"]
+    digest = receipt_digest(RECEIPT_VECTOR["receipt"], s["key_id"], s["key_version"], s["algorithm"])
+    assert digest.hex() == RECEIPT_VECTOR["digest_hex"]
+
+
+def test_the_receipt_signature_verifies_and_an_edited_receipt_does_not():
+    receipt = RECEIPT_VECTOR["receipt"]
+    assert _verify_receipt(receipt)
+    for field, value in [("subject", "sp1_someone_else"), ("purpose", "RESEARCH"),
+                         ("reason_code", ""), ("occurred_at_ms", receipt["occurred_at_ms"] + 1)]:
+        assert not _verify_receipt({**receipt, field: value}), field
