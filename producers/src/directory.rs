@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zenvelope_attestation::{
     AttestationDocument, CoseSign1, PinnedMeasurements, TrustAnchor, expect_pcrs,
 };
-use zenvelope_envelope::{FleetPublicKey, Keyring, Opener, SignatureAlgorithm, VerifyingKey};
+use zenvelope_envelope::{FleetPublicKey, Keyring, Opener, VerifyingKey};
 use zenvelope_runtime::{KafkaConfig, Subscriber};
 use zenvelope_schemas::names::topic;
 use zenvelope_schemas::{KeyAlgorithm, KeyDirectoryEntry, KeyPurpose, KeyStatus, SchemaCodec};
@@ -205,11 +205,8 @@ pub fn verify_entry(
         _ => {
             let key = VerifyingKey::from_spki_der(entry.key_id.clone(), entry.key_version, spki)
                 .map_err(bad_key)?;
-            let expected = match entry.algorithm {
-                KeyAlgorithm::EcdsaP256Sha256 => SignatureAlgorithm::EcdsaP256Sha256,
-                _ => SignatureAlgorithm::RsaPssSha256,
-            };
-            if key.algorithm() != expected {
+            // `usable` admitted only signature algorithms for a signing key.
+            if entry.algorithm.signature_algorithm() != Some(key.algorithm()) {
                 return Err(Rejection::BadKey(
                     "the key type is not the entry's algorithm".to_owned(),
                 ));

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use zenvelope_attestation::{AttestationRequest, Attestor};
-use zenvelope_envelope::{FleetPrivateKey, Keyed as _, Keyring, SignatureAlgorithm, SigningKey};
+use zenvelope_envelope::{FleetPrivateKey, Keyed as _, Keyring, SigningKey};
 use zenvelope_schemas::{KeyAlgorithm, KeyDirectoryEntry, KeyPurpose, KeyStatus};
 
 /// Default validity of a published entry: seven days. The host refreshes entries every
@@ -64,12 +64,8 @@ impl KeyDirectory {
             key_id: signer.key_id().to_owned(),
             key_version: signer.key_version(),
             purpose: KeyPurpose::FleetSigning,
-            algorithm: match signer.algorithm() {
-                SignatureAlgorithm::RsaPssSha256 => KeyAlgorithm::RsaPssSha256,
-                SignatureAlgorithm::EcdsaP256Sha256 => KeyAlgorithm::EcdsaP256Sha256,
-                // Readers refuse UNKNOWN, which is right for an algorithm they cannot know.
-                _ => KeyAlgorithm::Unknown,
-            },
+            // An algorithm the schema cannot name maps to UNKNOWN, which readers refuse.
+            algorithm: KeyAlgorithm::from(signer.algorithm()),
             spki_der: signer.spki_der().to_vec(),
         });
         Self {

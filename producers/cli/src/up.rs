@@ -60,41 +60,25 @@ async fn up(args: &Args) -> anyhow::Result<()> {
         "             ZENVELOPE_PASSPHRASE='a passphrase' zenvelope subscribe --config {} --user alice@example.com --from-beginning",
         config.display()
     );
+    let file = |name: &str| args.state_dir.join(name).display().to_string();
+    let (store, vkey) = (
+        file(crate::stack::audit_files::STORE),
+        file(crate::stack::audit_files::VERIFIER_KEY),
+    );
+    let results_key = file(crate::demo::RESULTS_PUBLIC_KEY_FILE);
+    let bootstrap = &stack.kafka.bootstrap_servers;
     println!(
-        "           audit the topics (nothing decrypted): zenvelope replay --bootstrap {} --trust-producer-key {PRODUCER_KEY_ID}:1={} --result-key {RESULT_KEY_ID}:1={}",
-        stack.kafka.bootstrap_servers,
-        args.state_dir.join("producer-public.der").display(),
-        args.state_dir
-            .join(crate::demo::RESULTS_PUBLIC_KEY_FILE)
-            .display()
+        "           audit the topics (nothing decrypted): zenvelope replay --bootstrap {bootstrap} --trust-producer-key {PRODUCER_KEY_ID}:1={} --result-key {RESULT_KEY_ID}:1={results_key}",
+        file("producer-public.der"),
     );
     println!(
-        "           check the audit log: zenvelope audit verify --store {} --vkey-file {}",
-        args.state_dir
-            .join(crate::stack::audit_files::STORE)
-            .display(),
-        args.state_dir
-            .join(crate::stack::audit_files::VERIFIER_KEY)
-            .display()
+        "           check the audit log: zenvelope audit verify --store {store} --vkey-file {vkey}"
     );
     println!(
-        "           account for disclosures: zenvelope audit disclosures --store {} --result-key {RESULT_KEY_ID}:1={}",
-        args.state_dir
-            .join(crate::stack::audit_files::STORE)
-            .display(),
-        args.state_dir
-            .join(crate::demo::RESULTS_PUBLIC_KEY_FILE)
-            .display()
+        "           account for disclosures: zenvelope audit disclosures --store {store} --result-key {RESULT_KEY_ID}:1={results_key}"
     );
     println!(
-        "           compare it with the audit topic: zenvelope audit cross-check --bootstrap {} --store {} --vkey-file {}",
-        stack.kafka.bootstrap_servers,
-        args.state_dir
-            .join(crate::stack::audit_files::STORE)
-            .display(),
-        args.state_dir
-            .join(crate::stack::audit_files::VERIFIER_KEY)
-            .display()
+        "           compare it with the audit topic: zenvelope audit cross-check --bootstrap {bootstrap} --store {store} --vkey-file {vkey}"
     );
     println!("           Ctrl-C stops the stack.");
 
