@@ -548,6 +548,55 @@ impl Client {
         self.produce(topic::VAULT, &key, &envelope).await
     }
 
+    /// The subject pseudonym of `identity` in this client's tenant: what a browser puts
+    /// in the `subject` of the requests it seals (it has no metadata key to compute it).
+    pub fn subject_for(&self, identity: &str) -> String {
+        self.inner
+            .metadata_key
+            .pseudonym(&self.inner.tenant, identity)
+    }
+
+    /// Signs and produces a request its user's browser sealed (Avro envelope bytes, as
+    /// the browser SDK returns them), without opening it: the backend vouches that it
+    /// came from the session of the user whose pseudonym is `subject`.
+    ///
+    /// The envelope is refused ([`Error::NotForwarded`], nothing produced) unless it
+    /// decodes strictly within the limits, is an unsigned `REQUEST` of this client's
+    /// tenant for `subject`, and has a recipient for a fleet key this client trusts
+    /// (from the verified key directory), so the enclave can open it.
+    pub async fn forward(&self, envelope: &[u8], subject: &str) -> Result<Sent, Error> {
+        let mut env = zenvelope_envelope::decode(envelope, &zenvelope_envelope::Limits::default())?;
+        let refuse = |reason: &'static str| Err(Error::NotForwarded(reason));
+        if env.header.kind != Kind::Request {
+            return refuse("it is not a request");
+        }
+        if env.header.tenant != self.inner.tenant {
+            return refuse("it names another tenant");
+        }
+        if env.header.subject != subject {
+            return refuse("its subject is not the signed-in user's");
+        }
+        if env.signature.is_some() {
+            return refuse("it is already signed");
+        }
+        let fleet = self.inner.fleet().await?;
+        let for_fleet = env.recipients.iter().any(|r| {
+            r.recipient_type == zenvelope_envelope::RecipientType::RsaOaepSha256
+                && fleet.get(&r.key_id, r.key_version).is_some()
+        });
+        if !for_fleet {
+            return refuse("it has no recipient for a trusted fleet key");
+        }
+        let signer = self.inner.signer.clone();
+        // An RSA-PSS signature costs about 2 ms of CPU: off the reactor.
+        let env = tokio::task::spawn_blocking(move || {
+            zenvelope_envelope::sign_envelope(&mut env, &signer).map(|()| env)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        self.produce(topic::REQUESTS, subject, &env).await
+    }
+
     /// Follows `zenvelope.results` and yields `user`'s answers, verified and opened;
     /// with `from_beginning`, earlier answers too.
     pub fn results(&self, user: &User, from_beginning: bool) -> Result<Results, Error> {
@@ -600,6 +649,116 @@ mod tests {
             err.map(|e| e.to_string()),
             Some("The client is not configured: the fleet keyring is empty.".to_owned())
         );
+    }
+
+    #[tokio::test]
+    async fn forward_refuses_what_it_must_not_sign() {
+        use zenvelope_envelope::{FleetPrivateKey, Passphrase, Purpose, Sealer, UserKey};
+        let tenant = "clinic-a";
+        let fleet = FleetPrivateKey::generate("fleet", 1, 2048).expect("fleet");
+        let fleet_public = Arc::new(
+            Keyring::new()
+                .with(
+                    FleetPublicKey::from_spki_der("fleet", 1, fleet.public_key().spki_der())
+                        .expect("spki"),
+                )
+                .expect("ring"),
+        );
+        let results = SigningKey::generate_ecdsa_p256("fleet-signing", 1).expect("key");
+        let client = Client::builder(KafkaConfig::new("127.0.0.1:1"), tenant)
+            .signer(SigningKey::generate_ecdsa_p256("backend", 1).expect("key"))
+            .fleet_keys(
+                Keyring::new()
+                    .with(
+                        FleetPublicKey::from_spki_der("fleet", 1, fleet.public_key().spki_der())
+                            .expect("spki"),
+                    )
+                    .expect("ring"),
+            )
+            .result_keys(
+                Keyring::new()
+                    .with(results.verifying_key().expect("vk"))
+                    .expect("ring"),
+            )
+            .metadata_key(MetadataKey::from_bytes([3; 32]))
+            .build()
+            .expect("client");
+        let subject = client.subject_for("ada@example.org");
+        assert_eq!(subject, client.subject_for("  ADA@example.org "));
+        let user = Arc::new(
+            UserKey::derive_with_iterations(
+                tenant,
+                "ada@example.org",
+                &Passphrase::new("pw"),
+                100_000,
+            )
+            .expect("user"),
+        );
+        let fields = |kind, tenant: &str| HeaderFields {
+            tenant: tenant.to_owned(),
+            subject: subject.clone(),
+            kind,
+            purpose: Purpose::IndividualRequest,
+            content_type: "text/plain".to_owned(),
+            schema_id: 0,
+        };
+        let browser = || Sealer::new(vec![user.clone(), fleet_public.clone()]);
+        let mut cases = vec![
+            (
+                browser()
+                    .seal(&fields(Kind::Record, tenant), b"x")
+                    .expect("seal"),
+                "it is not a request",
+            ),
+            (
+                browser()
+                    .seal(&fields(Kind::Request, "clinic-b"), b"x")
+                    .expect("seal"),
+                "it names another tenant",
+            ),
+            (
+                browser()
+                    .with_signer(Arc::new(
+                        SigningKey::generate_ecdsa_p256("browser", 1).expect("key"),
+                    ))
+                    .seal(&fields(Kind::Request, tenant), b"x")
+                    .expect("seal"),
+                "it is already signed",
+            ),
+            (
+                Sealer::new(vec![user.clone()])
+                    .seal(&fields(Kind::Request, tenant), b"x")
+                    .expect("seal"),
+                "it has no recipient for a trusted fleet key",
+            ),
+        ];
+        let ok = browser()
+            .seal(&fields(Kind::Request, tenant), b"x")
+            .expect("seal");
+        for (env, reason) in cases.drain(..) {
+            let got = client
+                .forward(&zenvelope_envelope::encode(&env), &subject)
+                .await;
+            assert!(
+                matches!(got, Err(Error::NotForwarded(r)) if r == reason),
+                "{reason}: {got:?}"
+            );
+        }
+        let other = client.subject_for("mallory@example.org");
+        let got = client
+            .forward(&zenvelope_envelope::encode(&ok), &other)
+            .await;
+        assert!(
+            matches!(
+                got,
+                Err(Error::NotForwarded(
+                    "its subject is not the signed-in user's"
+                ))
+            ),
+            "{got:?}"
+        );
+        let got = client.forward(b"\x02garbage", &subject).await;
+        assert!(matches!(got, Err(Error::Envelope(_))), "{got:?}");
     }
 
     #[test]

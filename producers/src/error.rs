@@ -51,6 +51,10 @@ pub enum Error {
         /// Each refused entry with its reason, or why there is none.
         refused: String,
     },
+    /// A request sealed by a browser was not forwarded; the text says why. Nothing was
+    /// produced.
+    #[error("The browser's request was not forwarded: {0}.")]
+    NotForwarded(&'static str),
     /// A background task failed (key derivation or sealing).
     #[error("A background task failed: {0}")]
     Task(String),

@@ -92,6 +92,7 @@ pub use model::{
 pub use pseudonym::{LABEL_SUBJECT, MetadataKey};
 pub use seal::{
     DekSessionPolicy, HeaderFields, Opened, Opener, ResponseFields, Sealer, seal_response,
+    sign_envelope,
 };
 pub use secret::{Dek, Passphrase, Plaintext};
 

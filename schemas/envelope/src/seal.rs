@@ -244,32 +244,49 @@ pub(crate) fn seal_core(
     };
     let aad = payload_aad(&header, &recipients);
     let payload = seal_blob(&payload_key(dek, &message_id), iv, &aad, plaintext);
-    let signature = match signer {
-        None => None,
-        Some(s) => {
-            let alg = s.algorithm();
-            let msg = signature_input(
-                &header,
-                &recipients,
-                &payload,
-                s.key_id(),
-                s.key_version(),
-                alg,
-            );
-            Some(Signature {
-                key_id: s.key_id().to_owned(),
-                key_version: s.key_version(),
-                algorithm: alg,
-                value: s.sign(&msg)?,
-            })
-        }
-    };
-    Ok(Envelope {
+    let mut env = Envelope {
         header,
         recipients,
         payload,
-        signature,
+        signature: None,
+    };
+    if let Some(s) = signer {
+        env.signature = Some(signature_for(&env, s)?);
+    }
+    Ok(env)
+}
+
+fn signature_for(env: &Envelope, s: &SigningKey) -> Result<Signature, Error> {
+    let alg = s.algorithm();
+    let msg = signature_input(
+        &env.header,
+        &env.recipients,
+        &env.payload,
+        s.key_id(),
+        s.key_version(),
+        alg,
+    );
+    Ok(Signature {
+        key_id: s.key_id().to_owned(),
+        key_version: s.key_version(),
+        algorithm: alg,
+        value: s.sign(&msg)?,
     })
+}
+
+/// Signs an unsigned envelope sealed elsewhere (spec 10.1), without opening it: the
+/// signature covers header, recipients and payload, none of which needs the DEK.
+///
+/// This is how a backend vouches for a request its user's browser sealed: it checks the
+/// tenant and subject against the user's session, then signs with the producer key the
+/// enclave trusts. An envelope that is already signed is refused
+/// ([`Error::InvalidInput`]): a signature is never replaced.
+pub fn sign_envelope(env: &mut Envelope, signer: &SigningKey) -> Result<(), Error> {
+    if env.signature.is_some() {
+        return Err(Error::InvalidInput("the envelope is already signed"));
+    }
+    env.signature = Some(signature_for(env, signer)?);
+    Ok(())
 }
 
 /// The caller-chosen fields of a result or error.

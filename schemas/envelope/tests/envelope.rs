@@ -792,3 +792,42 @@ fn pss_signatures_with_another_salt_length_are_rejected() {
         );
     }
 }
+
+#[test]
+fn a_backend_signs_what_a_browser_sealed_without_opening_it() {
+    let f = fx();
+    // The browser seals without a signing key; the enclave refuses that as it is.
+    let mut env = Sealer::new(vec![f.user.clone(), f.fleet_public.clone()])
+        .seal(&fields(), CANARY.as_bytes())
+        .expect("seal");
+    assert!(matches!(
+        enclave_opener().open(env.clone(), &f.fleet_private),
+        Err(Error::Unsigned)
+    ));
+    // The backend signs the envelope as it is: same header, recipients and payload.
+    let before = env.clone();
+    sign_envelope(&mut env, &f.producer).expect("sign");
+    assert_eq!(
+        (&env.header, &env.recipients, &env.payload),
+        (&before.header, &before.recipients, &before.payload)
+    );
+    let opened = enclave_opener()
+        .decode_and_open(&encode(&env), &f.fleet_private)
+        .expect("the enclave opens the signed envelope");
+    assert_eq!(opened.plaintext(), CANARY.as_bytes());
+    // A signature is never replaced.
+    let signed_once = env.clone();
+    assert!(matches!(
+        sign_envelope(&mut env, &f.enclave_signer),
+        Err(Error::InvalidInput(_))
+    ));
+    assert_eq!(env, signed_once);
+    // Signing binds the payload as the browser sealed it: a changed byte fails.
+    let mut tampered = env.clone();
+    let last = tampered.payload.len() - 1;
+    tampered.payload[last] ^= 1;
+    assert!(matches!(
+        enclave_opener().open(tampered, &f.fleet_private),
+        Err(Error::BadSignature)
+    ));
+}
