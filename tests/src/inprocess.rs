@@ -470,3 +470,36 @@ impl InProcess {
         Ok(summary)
     }
 }
+
+/// An enclave processor for key-directory tests: fleet keys of `versions` (RSA-2048, for
+/// speed), the offline analyser, `tenant` allowed `INDIVIDUAL_REQUEST`, attesting with an
+/// attestor of `ca` that reports the dev measurements of `enclave-app`.
+pub fn attested_processor(
+    ca: &zenvelope_attestation::danger::DevCa,
+    tenant: &str,
+    versions: &[i32],
+) -> Result<Processor> {
+    use zenvelope_attestation::danger::dev_measurements;
+    use zenvelope_enclave::app::launch::DEV_MEASUREMENT_LABEL;
+    let mut fleet = Keyring::new();
+    for v in versions {
+        fleet.insert(FleetPrivateKey::generate("fleet", *v, 2048)?)?;
+    }
+    let pcrs = dev_measurements(DEV_MEASUREMENT_LABEL);
+    let pcr0 = hex::encode(&pcrs[&0]);
+    let attestor: Arc<dyn zenvelope_attestation::Attestor> =
+        Arc::new(ca.issue("enclave-app", pcrs)?);
+    Ok(Processor::new(
+        &AppConfig::from_toml(&format!(
+            "[tenants.{tenant}]\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[model]\nmodel = \"offline\"\n"
+        ))?,
+        ProcessorParts {
+            trusted_signers: Keyring::new(),
+            fleet_keys: fleet,
+            result_signer: SigningKey::generate_ecdsa_p256("fleet-results", 1)?,
+            provider: Arc::new(providers::OfflineAnalyser),
+            enclave_measurement: Some(pcr0),
+            attestor: Some(attestor),
+        },
+    )?)
+}

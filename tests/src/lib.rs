@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod browser;
 pub mod inprocess;
 pub mod model_server;
 pub mod pipeline;

@@ -595,6 +595,41 @@ metrics_listen = "127.0.0.1:{metrics_port}"
         }))
     }
 
+    /// The records of the key directory topic (`zenvelope.keys`), as published by the
+    /// host: Confluent-framed `KeyDirectoryEntry` values, at least `count` of them.
+    pub async fn key_directory_records(&self, count: usize) -> Result<Vec<Vec<u8>>> {
+        let records = self
+            .read_topic(topic::KEYS, count, Duration::from_secs(60))
+            .await?;
+        anyhow::ensure!(
+            records.len() >= count,
+            "the key directory holds {} records, expected {count}",
+            records.len()
+        );
+        Ok(records.into_iter().map(|r| r.payload).collect())
+    }
+
+    /// What a browser page of this pipeline's tenant knows: its user's credentials (typed
+    /// in by the user), the subject pseudonym (from the backend), and the trust it pins at
+    /// build time (the enclave's dev attestation root and PCR0), as JSON for the browser
+    /// SDK's interop tool.
+    pub fn browser_session_json(&self) -> Result<serde_json::Value> {
+        let root = std::fs::read(self.dir.path().join(DEV_ROOT_FILE))
+            .context("the enclave did not write its dev attestation root")?;
+        let pcrs = zenvelope_attestation::danger::dev_measurements(
+            zenvelope_enclave::app::launch::DEV_MEASUREMENT_LABEL,
+        );
+        Ok(serde_json::json!({
+            "tenant": TENANT,
+            "identity": USER,
+            "passphrase": PASSPHRASE,
+            "iterations": ITERATIONS,
+            "subject": self.producer_side.subject,
+            "dev_root_b64": base64::engine::general_purpose::STANDARD.encode(root),
+            "pcrs": {"0": hex::encode(&pcrs[&0])},
+        }))
+    }
+
     /// Runs the independent Python client (`tests/interop/python/independent_client.py`,
     /// the spec implementation and librdkafka) against this pipeline with the user's keys
     /// and `args`; its JSON report on success, an error with its output otherwise.

@@ -9,14 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use tokio_util::sync::CancellationToken;
-use zenvelope_attestation::Attestor;
 use zenvelope_attestation::danger::{DevCa, dev_measurements};
 use zenvelope_enclave::app::launch::DEV_MEASUREMENT_LABEL;
-use zenvelope_enclave::app::{AppConfig, Processor, ProcessorParts, serve};
+use zenvelope_enclave::app::{Processor, serve};
 use zenvelope_enclave::host::{EnclaveClient, publish_once};
-use zenvelope_enclave::providers::OfflineAnalyser;
 use zenvelope_enclave::transport::TransportAddr;
-use zenvelope_envelope::{FleetPrivateKey, Keyring, MetadataKey, RecipientType, SigningKey};
+use zenvelope_envelope::{FleetPrivateKey, MetadataKey, RecipientType, SigningKey};
 use zenvelope_producer::directory::{Rejection, VerifiedKey, verify_entry};
 use zenvelope_producer::{
     Client, Error as SdkError, KeyDirectoryPolicy, Passphrase, PinnedMeasurements, Request,
@@ -32,29 +30,8 @@ fn dev_pins() -> PinnedMeasurements {
     PinnedMeasurements::new().with_pcr(0, pcrs[&0].clone())
 }
 
-/// An enclave processor holding fleet keys `versions` (RSA-2048 to keep the test quick),
-/// attesting with `ca`.
 fn processor(ca: &DevCa, versions: &[i32]) -> Result<Processor> {
-    let mut fleet = Keyring::new();
-    for v in versions {
-        fleet.insert(FleetPrivateKey::generate("fleet", *v, 2048)?)?;
-    }
-    let attestor: Arc<dyn Attestor> =
-        Arc::new(ca.issue("enclave-app", dev_measurements(DEV_MEASUREMENT_LABEL))?);
-    let pcr0 = dev_measurements(DEV_MEASUREMENT_LABEL)[&0].clone();
-    Ok(Processor::new(
-        &AppConfig::from_toml(&format!(
-            "[tenants.{TENANT}]\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[model]\nmodel = \"offline\"\n"
-        ))?,
-        ProcessorParts {
-            trusted_signers: Keyring::new(),
-            fleet_keys: fleet,
-            result_signer: SigningKey::generate_ecdsa_p256("fleet-results", 1)?,
-            provider: Arc::new(OfflineAnalyser),
-            enclave_measurement: Some(hex::encode(pcr0)),
-            attestor: Some(attestor),
-        },
-    )?)
+    zenvelope_tests::inprocess::attested_processor(ca, TENANT, versions)
 }
 
 async fn entries(processor: &Processor) -> Result<Vec<KeyDirectoryEntry>> {
