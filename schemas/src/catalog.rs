@@ -12,6 +12,8 @@
 //! | 4 | `io.zenvelope.v1.AuditEvent` | `audit-event.avsc` |
 //! | 5 | `io.zenvelope.v1.DeadLetter` | `dead-letter.avsc` |
 //! | 6 | `io.zenvelope.v1.KeyDirectoryEntry` | `key-directory-entry.avsc` |
+//! | 7 | `io.zenvelope.v1.UsageCounter` | `usage-counter.avsc` |
+//! | 8 | `io.zenvelope.v1.Rejection` | `rejection.avsc` |
 
 use core::fmt;
 use std::sync::Arc;
@@ -39,6 +41,10 @@ pub enum SchemaName {
     DeadLetter,
     /// A key directory entry (`key-directory-entry.avsc`).
     KeyDirectoryEntry,
+    /// A partial usage counter (`usage-counter.avsc`).
+    UsageCounter,
+    /// A rejection notice (`rejection.avsc`).
+    Rejection,
 }
 
 impl SchemaName {
@@ -50,6 +56,8 @@ impl SchemaName {
         SchemaName::AuditEvent,
         SchemaName::DeadLetter,
         SchemaName::KeyDirectoryEntry,
+        SchemaName::UsageCounter,
+        SchemaName::Rejection,
     ];
 
     /// The fixed schema id used when no registry is configured (see the module table).
@@ -61,6 +69,8 @@ impl SchemaName {
             SchemaName::AuditEvent => 4,
             SchemaName::DeadLetter => 5,
             SchemaName::KeyDirectoryEntry => 6,
+            SchemaName::UsageCounter => 7,
+            SchemaName::Rejection => 8,
         })
     }
 
@@ -81,6 +91,8 @@ impl SchemaName {
             SchemaName::AuditEvent => full_name!("AuditEvent"),
             SchemaName::DeadLetter => full_name!("DeadLetter"),
             SchemaName::KeyDirectoryEntry => full_name!("KeyDirectoryEntry"),
+            SchemaName::UsageCounter => full_name!("UsageCounter"),
+            SchemaName::Rejection => full_name!("Rejection"),
         }
     }
 
@@ -101,6 +113,8 @@ impl SchemaName {
             SchemaName::AuditEvent => "audit-event.avsc",
             SchemaName::DeadLetter => "dead-letter.avsc",
             SchemaName::KeyDirectoryEntry => "key-directory-entry.avsc",
+            SchemaName::UsageCounter => "usage-counter.avsc",
+            SchemaName::Rejection => "rejection.avsc",
         }
     }
 
@@ -113,6 +127,8 @@ impl SchemaName {
             SchemaName::AuditEvent => include_str!("../avro/audit-event.avsc"),
             SchemaName::DeadLetter => include_str!("../avro/dead-letter.avsc"),
             SchemaName::KeyDirectoryEntry => include_str!("../avro/key-directory-entry.avsc"),
+            SchemaName::UsageCounter => include_str!("../avro/usage-counter.avsc"),
+            SchemaName::Rejection => include_str!("../avro/rejection.avsc"),
         }
     }
 
@@ -250,6 +266,8 @@ mod tests {
                 (4, "audit-event.avsc"),
                 (5, "dead-letter.avsc"),
                 (6, "key-directory-entry.avsc"),
+                (7, "usage-counter.avsc"),
+                (8, "rejection.avsc"),
             ]
         );
         let catalog = OfflineCatalog::new().expect("catalog");
@@ -261,8 +279,8 @@ mod tests {
             Err(Error::UnknownSchemaId(0))
         ));
         assert!(matches!(
-            catalog.resolve(SchemaId::new(7)),
-            Err(Error::UnknownSchemaId(7))
+            catalog.resolve(SchemaId::new(9)),
+            Err(Error::UnknownSchemaId(9))
         ));
     }
 

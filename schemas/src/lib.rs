@@ -77,6 +77,6 @@ pub use records::{
     ATTESTATION_BINDING_LABEL, AnalysisInput, AnalysisRequest, AnalysisResult, AuditEvent,
     AuditOperation, BinaryInput, DeadLetter, Disclosure, FinishReason, KeyAlgorithm,
     KeyDirectoryEntry, KeyPurpose, KeyStatus, ModelPreferences, Outcome, PurposeOfUse,
-    RECEIPT_DIGEST_LABEL, ReceiptCheck, ReceiptSignature, Record, RequestLimits, TextInput,
-    TokenUsage,
+    RECEIPT_DIGEST_LABEL, ReceiptCheck, ReceiptSignature, Record, Rejection, RequestLimits,
+    TextInput, TokenUsage, UsageCounter,
 };

@@ -20,8 +20,19 @@ pub mod topic {
     pub const VAULT: &str = "zenvelope.vault";
     /// Signed audit-log checkpoints (C2SP signed notes, text; not Avro).
     pub const CHECKPOINTS: &str = "zenvelope.checkpoints";
-    /// Usage metering records (written by the usage processor; no schema in this catalog yet).
+    /// Usage counters, compacted (`UsageCounter`), keyed `tenant/period/source/partition`:
+    /// partials written by the admission processor, summed by readers. The admission
+    /// partials are also the tier-quota state.
     pub const USAGE: &str = "zenvelope.usage";
+    /// Requests the admission processor admitted, byte for byte as produced (the
+    /// `zenvelope.requests` values), keyed by subject pseudonym: the enclave host's input
+    /// when admission is deployed.
+    pub const ADMITTED: &str = "zenvelope.admitted";
+    /// The admission processor's repartition topic: requests that passed the stateless
+    /// checks, keyed by tenant, so that one instance owns each tenant's quota.
+    pub const ADMISSION_BY_TENANT: &str = "zenvelope.admission-by-tenant";
+    /// Refused requests, told to clients (`Rejection`, no PHI), keyed by subject pseudonym.
+    pub const REJECTIONS: &str = "zenvelope.rejections";
 }
 
 /// Kafka header keys. Values are UTF-8 text.
@@ -41,6 +52,8 @@ pub mod header {
     pub const CORRELATION_ID: &str = "zenvelope-correlation-id";
     /// On DLQ records: the reason code.
     pub const REASON: &str = "zenvelope-reason";
+    /// On redriven records: how many times the record was redriven from the DLQ.
+    pub const REDRIVE_COUNT: &str = "zenvelope-redrive-count";
 }
 
 /// Confluent Schema Registry subject names.
@@ -62,6 +75,10 @@ pub mod subject {
     pub const KEYS_VALUE: &str = "zenvelope.keys-value";
     /// Subject of [`super::topic::VAULT`] values.
     pub const VAULT_VALUE: &str = "zenvelope.vault-value";
+    /// Subject of [`super::topic::USAGE`] values.
+    pub const USAGE_VALUE: &str = "zenvelope.usage-value";
+    /// Subject of [`super::topic::REJECTIONS`] values.
+    pub const REJECTIONS_VALUE: &str = "zenvelope.rejections-value";
 }
 
 /// Media types, as carried in the envelope header's `content_type`.
@@ -92,6 +109,12 @@ pub enum Topic {
     Checkpoints,
     /// [`topic::USAGE`].
     Usage,
+    /// [`topic::ADMITTED`].
+    Admitted,
+    /// [`topic::ADMISSION_BY_TENANT`].
+    AdmissionByTenant,
+    /// [`topic::REJECTIONS`].
+    Rejections,
 }
 
 impl Topic {
@@ -105,6 +128,9 @@ impl Topic {
         Topic::Vault,
         Topic::Checkpoints,
         Topic::Usage,
+        Topic::Admitted,
+        Topic::AdmissionByTenant,
+        Topic::Rejections,
     ];
 
     /// The topic's name on the broker.
@@ -118,13 +144,16 @@ impl Topic {
             Topic::Vault => topic::VAULT,
             Topic::Checkpoints => topic::CHECKPOINTS,
             Topic::Usage => topic::USAGE,
+            Topic::Admitted => topic::ADMITTED,
+            Topic::AdmissionByTenant => topic::ADMISSION_BY_TENANT,
+            Topic::Rejections => topic::REJECTIONS,
         }
     }
 
     /// Whether the topic is log-compacted (the newest record per key is kept): the key
-    /// directory and the vault.
+    /// directory, the vault and the usage counters.
     pub const fn is_compacted(self) -> bool {
-        matches!(self, Topic::Keys | Topic::Vault)
+        matches!(self, Topic::Keys | Topic::Vault | Topic::Usage)
     }
 
     /// Looks a topic up by its name.
@@ -141,7 +170,11 @@ impl Topic {
             Topic::Audit => Some(Subject::AuditValue),
             Topic::Keys => Some(Subject::KeysValue),
             Topic::Vault => Some(Subject::VaultValue),
-            Topic::Checkpoints | Topic::Usage => None,
+            Topic::Usage => Some(Subject::UsageValue),
+            Topic::Rejections => Some(Subject::RejectionsValue),
+            // Admission forwards `zenvelope.requests` values unchanged, frame included:
+            // they carry that subject's schema id.
+            Topic::Checkpoints | Topic::Admitted | Topic::AdmissionByTenant => None,
         }
     }
 }
@@ -172,6 +205,10 @@ pub enum Subject {
     AnalysisRequest,
     /// The AnalysisResult plaintext (record-name strategy).
     AnalysisResult,
+    /// [`subject::USAGE_VALUE`]: usage counters.
+    UsageValue,
+    /// [`subject::REJECTIONS_VALUE`]: rejection notices.
+    RejectionsValue,
 }
 
 impl Subject {
@@ -185,6 +222,8 @@ impl Subject {
         Subject::VaultValue,
         Subject::AnalysisRequest,
         Subject::AnalysisResult,
+        Subject::UsageValue,
+        Subject::RejectionsValue,
     ];
 
     /// The subject's name in the registry.
@@ -198,6 +237,8 @@ impl Subject {
             Subject::VaultValue => subject::VAULT_VALUE,
             Subject::AnalysisRequest => SchemaName::AnalysisRequest.full_name(),
             Subject::AnalysisResult => SchemaName::AnalysisResult.full_name(),
+            Subject::UsageValue => subject::USAGE_VALUE,
+            Subject::RejectionsValue => subject::REJECTIONS_VALUE,
         }
     }
 
@@ -210,6 +251,8 @@ impl Subject {
             Subject::AuditValue => Some(Topic::Audit),
             Subject::KeysValue => Some(Topic::Keys),
             Subject::VaultValue => Some(Topic::Vault),
+            Subject::UsageValue => Some(Topic::Usage),
+            Subject::RejectionsValue => Some(Topic::Rejections),
             Subject::AnalysisRequest | Subject::AnalysisResult => None,
         }
     }
@@ -225,6 +268,8 @@ impl Subject {
             Subject::KeysValue => SchemaName::KeyDirectoryEntry,
             Subject::AnalysisRequest => SchemaName::AnalysisRequest,
             Subject::AnalysisResult => SchemaName::AnalysisResult,
+            Subject::UsageValue => SchemaName::UsageCounter,
+            Subject::RejectionsValue => SchemaName::Rejection,
         }
     }
 }

@@ -171,4 +171,10 @@ impl Disposition {
 pub trait Handler: Send + Sync + 'static {
     /// Decides what to do with `msg`. CPU-heavy work belongs on `spawn_blocking`.
     fn handle(&self, msg: Arc<Inbound>) -> impl Future<Output = Disposition> + Send;
+
+    /// Called when the consumer group revokes or assigns partitions, before the change
+    /// takes effect, on librdkafka's thread (keep it quick, do not block). A handler that
+    /// keeps state per partition marks it stale here: another instance may have changed
+    /// it while this one did not own the partition. Default: nothing.
+    fn partitions_changed(&self) {}
 }

@@ -111,6 +111,8 @@ pub(crate) fn lock(trackers: &Mutex<Trackers>) -> MutexGuard<'_, Trackers> {
 /// store an offset.
 pub(crate) struct RuntimeContext {
     trackers: Arc<Mutex<Trackers>>,
+    /// The handler's [`Handler::partitions_changed`].
+    on_rebalance: Box<dyn Fn() + Send + Sync>,
 }
 
 impl ClientContext for RuntimeContext {}
@@ -127,6 +129,7 @@ impl ConsumerContext for RuntimeContext {
                     partitions: &[],
                 }
                 .emit();
+                (self.on_rebalance)();
                 return;
             }
         };
@@ -141,6 +144,7 @@ impl ConsumerContext for RuntimeContext {
                 trackers.reset(topic, *partition);
             }
         }
+        (self.on_rebalance)();
         Rebalanced {
             kind,
             partitions: &partitions,
@@ -215,6 +219,10 @@ pub async fn run<H: Handler>(
     let consumer: Consumer = consumer_config
         .create_with_context(RuntimeContext {
             trackers: trackers.clone(),
+            on_rebalance: {
+                let handler = handler.clone();
+                Box::new(move || handler.partitions_changed())
+            },
         })
         .map_err(|e| Error::client("consumer", e))?;
     let topics: Vec<&str> = processor.topics.iter().map(String::as_str).collect();
@@ -725,7 +733,12 @@ async fn dlq_record<H: Handler>(
         reason_code: reason_code.to_owned(),
         reason_detail: detail.to_owned(),
         failed_at_ms: now_ms(),
-        redrive_count: 0,
+        // A redriven record that fails again carries its count on (redrive refuses loops).
+        redrive_count: inbound
+            .header(names::header::REDRIVE_COUNT)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     };
     let payload = shared.codec.encode(Subject::DlqValue, &letter).await?;
     // Keep the original headers (tenant, kind, ids) for redrive; replace any old reason.

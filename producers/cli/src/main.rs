@@ -6,6 +6,7 @@ mod audit;
 mod demo;
 mod inspect;
 mod keys;
+mod ops;
 mod produce;
 mod replay;
 mod stack;
@@ -89,6 +90,17 @@ enum Command {
     /// (no PHI: ids, pseudonyms, codes and hashes).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Dead letters: list them by reason and time, show one, redrive them (operators).
+    ///
+    /// Nothing is decrypted: a dead letter stays sealed; its public header, reason and
+    /// times are shown. Redrive re-publishes the original record to its topic with a
+    /// redrive count, and refuses messages that already failed --max-redrives times.
+    #[command(subcommand)]
+    Dlq(ops::DlqCommand),
+    /// Metered usage per tenant and period, from the admission service's counters.
+    ///
+    /// Example: zenvelope usage --bootstrap kafka:9092 --tenant therapy-journal
+    Usage(ops::UsageArgs),
     /// Print the public header of a sealed envelope (no keys needed, nothing decrypted).
     ///
     /// Reads Avro bytes, raw or Confluent-framed (0x00 + 4-byte schema id), from a file
@@ -133,6 +145,8 @@ fn main() -> ExitCode {
         // Its own exit statuses: clean, findings, error.
         Command::Replay(args) => return replay::main(&args),
         Command::Audit(command) => return audit::main(&command),
+        Command::Dlq(command) => return ops::dlq_main(&command),
+        Command::Usage(args) => ops::usage(&args),
         Command::Inspect { path, hex } => inspect::run(path.as_deref(), hex),
     };
     match result {

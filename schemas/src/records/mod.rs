@@ -11,6 +11,7 @@ mod key_directory;
 pub(crate) mod logical;
 mod request;
 mod result;
+mod usage;
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
@@ -30,6 +31,7 @@ pub use request::{
     AnalysisInput, AnalysisRequest, BinaryInput, ModelPreferences, RequestLimits, TextInput,
 };
 pub use result::{AnalysisResult, FinishReason, TokenUsage};
+pub use usage::{Rejection, UsageCounter};
 
 use crate::catalog::SchemaName;
 use crate::error::Error;
@@ -58,6 +60,8 @@ record!(AnalysisRequest, AnalysisRequest);
 record!(AnalysisResult, AnalysisResult);
 record!(AuditEvent, AuditEvent);
 record!(DeadLetter, DeadLetter);
+record!(UsageCounter, UsageCounter);
+record!(Rejection, Rejection);
 record!(KeyDirectoryEntry, KeyDirectoryEntry);
 
 /// Writes `value` as a bare Avro datum under `schema` (its `.avsc` schema).

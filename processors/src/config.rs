@@ -1,0 +1,268 @@
+//! The admission service's configuration (TOML, with `ZENVELOPE_ADMISSION__…` overrides).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use zenvelope_envelope::{Keyring, Purpose, VerifyingKey};
+use zenvelope_runtime::{KafkaConfig, ProcessorConfig, TelemetryConfig};
+use zenvelope_schemas::names::topic;
+
+use crate::error::Error;
+use crate::tier::Tier;
+
+/// Prefix of the environment variables that override the configuration, e.g.
+/// `ZENVELOPE_ADMISSION__KAFKA__BOOTSTRAP_SERVERS`.
+pub const ENV_PREFIX: &str = "ZENVELOPE_ADMISSION";
+
+/// Default HTTP listen address of `GET /v1/usage` and `GET /v1/health`.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9470";
+
+/// The admission service's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// The Kafka cluster.
+    pub kafka: KafkaConfig,
+    /// Topic names; the defaults are the zenvelope topics.
+    #[serde(default)]
+    pub topics: TopicsConfig,
+    /// The stateless checks' consumer (group `zenvelope-admission`, topic
+    /// `zenvelope.requests` by default).
+    #[serde(default = "default_check")]
+    pub check: ProcessorConfig,
+    /// The quota stage's consumer (group `zenvelope-admission-quota`). It handles one
+    /// record at a time: its counters must see records in offset order.
+    #[serde(default = "default_quota_one")]
+    pub quota: ProcessorConfig,
+    /// The results metering consumer (group `zenvelope-usage-results`).
+    #[serde(default = "default_metering_one")]
+    pub metering: ProcessorConfig,
+    /// Tenants by id: tier, allowed purposes and the producer keys they sign with.
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// Largest accepted request record (envelope plus frame), bytes.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// The usage endpoint (`GET /v1/usage`, `GET /v1/health`).
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Metrics.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// Confluent Schema Registry URL; the offline catalog when absent.
+    #[serde(default)]
+    pub schema_registry_url: Option<String>,
+    /// Create the topics at start-up if they are missing (local runs).
+    #[serde(default)]
+    pub create_topics: bool,
+    /// Partitions of topics created by `create_topics`.
+    #[serde(default = "default_partitions")]
+    pub topic_partitions: i32,
+}
+
+/// Topic names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Where producers write requests.
+    pub requests: String,
+    /// The repartition topic, keyed by tenant.
+    pub by_tenant: String,
+    /// Where admitted requests go (the enclave host's input).
+    pub admitted: String,
+    /// Rejection notices for clients.
+    pub rejections: String,
+    /// The compacted usage counters (also the quota state).
+    pub usage: String,
+    /// Sealed answers, metered by the results stage.
+    pub results: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            requests: topic::REQUESTS.to_owned(),
+            by_tenant: topic::ADMISSION_BY_TENANT.to_owned(),
+            admitted: topic::ADMITTED.to_owned(),
+            rejections: topic::REJECTIONS.to_owned(),
+            usage: topic::USAGE.to_owned(),
+            results: topic::RESULTS.to_owned(),
+        }
+    }
+}
+
+/// One tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// `free` (100 requests a day), `starter` (10,000 a month), `pro` (100,000 a month)
+    /// or `enterprise` (no quota).
+    pub tier: Tier,
+    /// Purposes of use the tenant may claim (envelope symbols, e.g. `TREATMENT`,
+    /// `INDIVIDUAL_REQUEST`); requests claiming others are refused.
+    pub allowed_purposes: Vec<String>,
+    /// The producer keys the tenant's backends sign requests with.
+    pub producer_keys: Vec<ProducerKeyConfig>,
+}
+
+/// A registered producer signing key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerKeyConfig {
+    /// Key id, as in the envelope's signature.
+    pub key_id: String,
+    /// Key version.
+    pub key_version: i32,
+    /// DER SubjectPublicKeyInfo file (RSA for RSA-PSS, or P-256 for ECDSA).
+    pub spki_der_file: PathBuf,
+}
+
+/// The usage endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address; `GET /v1/usage?tenant=ID&period=P` and `GET /v1/health`.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_HTTP_LISTEN.parse().ok(),
+        }
+    }
+}
+
+fn default_check() -> ProcessorConfig {
+    ProcessorConfig::new("zenvelope-admission", vec![topic::REQUESTS.to_owned()])
+}
+fn default_quota() -> ProcessorConfig {
+    ProcessorConfig::new(
+        "zenvelope-admission-quota",
+        vec![topic::ADMISSION_BY_TENANT.to_owned()],
+    )
+}
+fn default_metering() -> ProcessorConfig {
+    ProcessorConfig::new("zenvelope-usage-results", vec![topic::RESULTS.to_owned()])
+}
+fn default_max_request_bytes() -> usize {
+    zenvelope_envelope::Limits::default().max_envelope_bytes + 5
+}
+fn default_partitions() -> i32 {
+    4
+}
+
+/// A tenant, ready to check requests against.
+pub struct Tenant {
+    /// Its tier.
+    pub tier: Tier,
+    /// Purposes it may claim.
+    pub purposes: Vec<Purpose>,
+    /// Verifies requests against its producer keys (a signature is required).
+    pub producers: zenvelope_envelope::Opener,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("tier", &self.tier)
+            .field("purposes", &self.purposes)
+            .field("producer_keys", &self.producers.trusted().len())
+            .finish()
+    }
+}
+
+impl AdmissionConfig {
+    /// Reads the file (if any) and the environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        Ok(zenvelope_runtime::load_config(path, ENV_PREFIX)?)
+    }
+
+    /// Reads every tenant's keys and checks the values serde cannot: known purposes,
+    /// readable keys, a quota stage that takes one record at a time.
+    pub fn tenants(&self) -> Result<BTreeMap<String, Tenant>, Error> {
+        if self.quota.max_in_flight != 1 {
+            return Err(Error::Config(
+                "quota.max_in_flight must be 1: the quota counters count records in offset order"
+                    .to_owned(),
+            ));
+        }
+        if self.metering.max_in_flight != 1 {
+            return Err(Error::Config(
+                "metering.max_in_flight must be 1: the usage counters count records in offset order"
+                    .to_owned(),
+            ));
+        }
+        let mut out = BTreeMap::new();
+        for (id, t) in &self.tenants {
+            let purposes = t
+                .allowed_purposes
+                .iter()
+                .map(|p| {
+                    Purpose::from_symbol(p).ok_or_else(|| {
+                        Error::Config(format!("tenant {id:?}: unknown purpose of use {p:?}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut producers = Keyring::new();
+            for k in &t.producer_keys {
+                let der = std::fs::read(&k.spki_der_file).map_err(|e| {
+                    Error::Config(format!(
+                        "tenant {id:?}: cannot read producer key file {}: {e}",
+                        k.spki_der_file.display()
+                    ))
+                })?;
+                let key = VerifyingKey::from_spki_der(k.key_id.clone(), k.key_version, &der)
+                    .map_err(|e| {
+                        Error::Config(format!(
+                            "tenant {id:?}: {} is not a usable public key: {e}",
+                            k.spki_der_file.display()
+                        ))
+                    })?;
+                producers
+                    .insert(key)
+                    .map_err(|e| Error::Config(format!("tenant {id:?}: {e}")))?;
+            }
+            out.insert(
+                id.clone(),
+                Tenant {
+                    tier: t.tier,
+                    purposes,
+                    producers: zenvelope_envelope::Opener::new(producers),
+                },
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            kafka: KafkaConfig::new("127.0.0.1:9092"),
+            topics: TopicsConfig::default(),
+            check: default_check(),
+            quota: default_quota_one(),
+            metering: default_metering_one(),
+            tenants: BTreeMap::new(),
+            max_request_bytes: default_max_request_bytes(),
+            http: HttpConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            schema_registry_url: None,
+            create_topics: false,
+            topic_partitions: default_partitions(),
+        }
+    }
+}
+
+fn default_quota_one() -> ProcessorConfig {
+    let mut c = default_quota();
+    c.max_in_flight = 1;
+    c
+}
+fn default_metering_one() -> ProcessorConfig {
+    let mut c = default_metering();
+    c.max_in_flight = 1;
+    c
+}

@@ -1,0 +1,115 @@
+//! Usage counters kept Kafka-natively: the compacted usage topic is the changelog, read
+//! back in full when a stage starts and whenever its partitions change (another instance
+//! may have counted meanwhile), like a Kafka Streams state store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use zenvelope_runtime::{KafkaConfig, Outbound, RangeReader, ReadFrom, ReadTo};
+use zenvelope_schemas::{SchemaCodec, Subject, UsageCounter};
+
+use crate::error::Error;
+use crate::telemetry::METRIC_RESTORES;
+
+/// The counters one stage writes, with the latest value of every key on the topic.
+pub(crate) struct Counters {
+    kafka: KafkaConfig,
+    topic: String,
+    codec: Arc<SchemaCodec>,
+    state: tokio::sync::Mutex<HashMap<String, UsageCounter>>,
+    /// Set when partitions change (or before the first record): restore before use.
+    stale: AtomicBool,
+}
+
+impl Counters {
+    pub(crate) fn new(kafka: KafkaConfig, topic: String, codec: Arc<SchemaCodec>) -> Self {
+        Self {
+            kafka,
+            topic,
+            codec,
+            state: tokio::sync::Mutex::new(HashMap::new()),
+            stale: AtomicBool::new(true),
+        }
+    }
+
+    /// Marks the state stale (called on rebalance, from librdkafka's thread).
+    pub(crate) fn mark_stale(&self) {
+        self.stale.store(true, Ordering::SeqCst);
+    }
+
+    /// Locks the state, restoring it from the topic first if it is stale.
+    pub(crate) async fn lock(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, HashMap<String, UsageCounter>>, Error> {
+        let mut state = self.state.lock().await;
+        if self.stale.swap(false, Ordering::SeqCst) {
+            match read_all(&self.kafka, &self.topic, &self.codec).await {
+                Ok(latest) => {
+                    tracing::info!(keys = latest.len(), topic = %self.topic, "Usage counters restored.");
+                    metrics::counter!(METRIC_RESTORES).increment(1);
+                    *state = latest;
+                }
+                Err(e) => {
+                    self.stale.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// The record that stores `counter` on the usage topic.
+    pub(crate) async fn record(
+        &self,
+        key: &str,
+        counter: &UsageCounter,
+    ) -> Result<Outbound, Error> {
+        let value = self.codec.encode(Subject::UsageValue, counter).await?;
+        Ok(Outbound::new(
+            &self.topic,
+            Some(key.as_bytes().to_vec()),
+            value,
+        ))
+    }
+}
+
+/// The latest value of every key on the usage `topic` (undecodable records are skipped
+/// with a warning; the topic is compacted, so this is a small read).
+pub(crate) async fn read_all(
+    kafka: &KafkaConfig,
+    topic: &str,
+    codec: &SchemaCodec,
+) -> Result<HashMap<String, UsageCounter>, Error> {
+    let mut latest = HashMap::new();
+    let mut reader =
+        match RangeReader::open(kafka, topic, ReadFrom::Beginning, ReadTo::Watermark).await {
+            Ok(r) => r.with_idle_timeout(Duration::from_secs(30)),
+            // Nothing counted yet.
+            Err(zenvelope_runtime::Error::UnknownTopic { .. }) => return Ok(latest),
+            Err(e) => return Err(e.into()),
+        };
+    while let Some(record) = reader.next().await? {
+        let Some(key) = record
+            .key
+            .as_ref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+        else {
+            continue;
+        };
+        if record.payload.is_empty() {
+            latest.remove(&key);
+            continue;
+        }
+        match codec.decode::<UsageCounter>(&record.payload).await {
+            Ok(c) => {
+                latest.insert(key, c);
+            }
+            Err(error) => {
+                tracing::warn!(%error, partition = record.partition, offset = record.offset, "Skipping an unreadable usage record.");
+            }
+        }
+    }
+    Ok(latest)
+}

@@ -1,0 +1,711 @@
+//! The admission service on tansu: quota boundaries, restarts with the quota state
+//! rebuilt from the usage topic, two instances sharing tenants, every kind of bad input
+//! refused with its reason (and nothing lost), redrive of a fixed poison message, the
+//! usage endpoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zenvelope_envelope::{
+    FleetPrivateKey, FleetPublicKey, HeaderFields, Keyring, Kind, MetadataKey, Passphrase, Purpose,
+    Sealer, SigningKey, UserKey,
+};
+use zenvelope_processors::config::{HttpConfig, ProducerKeyConfig, TenantConfig};
+use zenvelope_processors::dlq::{self, Selection};
+use zenvelope_processors::service::Summary;
+use zenvelope_processors::{AdmissionConfig, Tier};
+use zenvelope_runtime::{Inbound, KafkaConfig, Outbound, Producer, RangeReader, ReadFrom, ReadTo};
+use zenvelope_schemas::names::{header, topic};
+use zenvelope_schemas::{DeadLetter, Rejection, SchemaCodec, SchemaName, Subject};
+use zenvelope_tests::Tansu;
+
+const FREE: &str = "free-journal";
+const PRO: &str = "pro-clinic";
+const CANARY: &str = "CANARY-admission-3c9e-journal";
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A broker, keys and a producer, shared by one test.
+struct Fixture {
+    _tansu: Tansu,
+    kafka: KafkaConfig,
+    codec: Arc<SchemaCodec>,
+    dir: tempfile::TempDir,
+    signer: Arc<SigningKey>,
+    fleet: Arc<Keyring<FleetPublicKey>>,
+    user: Arc<UserKey>,
+    producer: Producer,
+    metadata: MetadataKey,
+}
+
+impl Fixture {
+    async fn start() -> Result<Self> {
+        let tansu = Tansu::start()?;
+        let kafka = KafkaConfig::new(tansu.bootstrap_servers());
+        let topics: Vec<(&str, i32)> = [
+            topic::REQUESTS,
+            topic::ADMISSION_BY_TENANT,
+            topic::ADMITTED,
+            topic::REJECTIONS,
+            topic::USAGE,
+            topic::RESULTS,
+            topic::DLQ,
+        ]
+        .iter()
+        .map(|t| (*t, 4))
+        .collect();
+        zenvelope_runtime::ensure_topics(&kafka, &topics).await?;
+        let dir = tempfile::tempdir()?;
+        let signer = SigningKey::generate_ecdsa_p256("journal-backend", 1)?;
+        std::fs::write(
+            dir.path().join("journal-backend-1.der"),
+            signer.verifying_key()?.spki_der(),
+        )?;
+        let fleet = FleetPrivateKey::generate("fleet", 1, 2048)?;
+        let fleet = FleetPublicKey::from_spki_der("fleet", 1, fleet.public_key().spki_der())?;
+        Ok(Self {
+            producer: Producer::new(&kafka)?,
+            _tansu: tansu,
+            kafka,
+            codec: Arc::new(SchemaCodec::offline()?),
+            dir,
+            signer: Arc::new(signer),
+            fleet: Arc::new(Keyring::new().with(fleet)?),
+            user: Arc::new(UserKey::derive_with_iterations(
+                FREE,
+                "ada@example.org",
+                &Passphrase::new("correct horse"),
+                100_000,
+            )?),
+            metadata: MetadataKey::from_bytes([9; 32]),
+        })
+    }
+
+    /// An admission configuration for the FREE and PRO tenants, signing key registered
+    /// (or not).
+    fn config(&self, register_key: bool) -> AdmissionConfig {
+        let keys = if register_key {
+            vec![ProducerKeyConfig {
+                key_id: "journal-backend".into(),
+                key_version: 1,
+                spki_der_file: self.dir.path().join("journal-backend-1.der"),
+            }]
+        } else {
+            Vec::new()
+        };
+        let tenant = |tier| TenantConfig {
+            tier,
+            allowed_purposes: vec!["INDIVIDUAL_REQUEST".into()],
+            producer_keys: keys.clone(),
+        };
+        let mut config = AdmissionConfig {
+            kafka: self.kafka.clone(),
+            tenants: BTreeMap::from([
+                (FREE.to_owned(), tenant(Tier::Free)),
+                (PRO.to_owned(), tenant(Tier::Pro)),
+            ]),
+            http: HttpConfig { listen: None },
+            ..AdmissionConfig::default()
+        };
+        // Commit often, so a restart redelivers little (correctness never depends on it).
+        config.check.max_message_bytes = 64 * 1024;
+        config
+    }
+
+    fn start_admission(&self, config: AdmissionConfig) -> Instance {
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(zenvelope_processors::service::run(config, shutdown.clone()));
+        Instance { shutdown, handle }
+    }
+
+    fn sealed(
+        &self,
+        tenant: &str,
+        identity: &str,
+        purpose: Purpose,
+        kind: Kind,
+        signer: Option<Arc<SigningKey>>,
+    ) -> Result<zenvelope_envelope::Envelope> {
+        let fields = HeaderFields {
+            tenant: tenant.to_owned(),
+            subject: self.metadata.pseudonym(tenant, identity),
+            kind,
+            purpose,
+            content_type: "text/plain; charset=utf-8".into(),
+            schema_id: 0,
+        };
+        let mut sealer = Sealer::new(vec![self.user.clone(), self.fleet.clone()]);
+        if let Some(s) = signer {
+            sealer = sealer.with_signer(s);
+        }
+        Ok(sealer.seal(&fields, format!("{CANARY} entry").as_bytes())?)
+    }
+
+    /// Seals a signed request for `identity` of `tenant` and produces it keyed by subject.
+    async fn send(&self, tenant: &str, identity: &str) -> Result<String> {
+        let env = self.sealed(
+            tenant,
+            identity,
+            Purpose::IndividualRequest,
+            Kind::Request,
+            Some(self.signer.clone()),
+        )?;
+        self.produce_envelope(&env, None).await
+    }
+
+    async fn produce_envelope(
+        &self,
+        env: &zenvelope_envelope::Envelope,
+        key: Option<&[u8]>,
+    ) -> Result<String> {
+        let value = self
+            .codec
+            .encode_envelope(Subject::RequestsValue, env)
+            .await?;
+        let key = key.map_or_else(|| env.header.subject.as_bytes().to_vec(), <[u8]>::to_vec);
+        self.produce_raw(Some(key), value).await?;
+        Ok(env.header.message_id.to_string())
+    }
+
+    async fn produce_raw(&self, key: Option<Vec<u8>>, value: Vec<u8>) -> Result<()> {
+        self.producer
+            .send(Outbound::new(topic::REQUESTS, key, value))
+            .await?;
+        Ok(())
+    }
+
+    async fn read(&self, name: &str) -> Result<Vec<Inbound>> {
+        let mut reader =
+            RangeReader::open(&self.kafka, name, ReadFrom::Beginning, ReadTo::Watermark)
+                .await?
+                .with_idle_timeout(Duration::from_secs(20));
+        let mut out = Vec::new();
+        while let Some(r) = reader.next().await? {
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Distinct message ids on the admitted topic.
+    async fn admitted(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .read(topic::ADMITTED)
+            .await?
+            .iter()
+            .filter_map(|r| {
+                r.header(header::MESSAGE_ID)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            })
+            .collect())
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let mut out = Vec::new();
+        for r in self.read(topic::DLQ).await? {
+            out.push(self.codec.decode(&r.payload).await?);
+        }
+        Ok(out)
+    }
+
+    async fn rejections(&self) -> Result<Vec<Rejection>> {
+        let mut out = Vec::new();
+        for r in self.read(topic::REJECTIONS).await? {
+            out.push(self.codec.decode(&r.payload).await?);
+        }
+        Ok(out)
+    }
+
+    /// Polls until `done` holds for (admitted ids, dead letters), or fails after WAIT.
+    async fn wait_for(
+        &self,
+        what: &str,
+        done: impl Fn(&BTreeSet<String>, &[DeadLetter]) -> bool,
+    ) -> Result<(BTreeSet<String>, Vec<DeadLetter>)> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let admitted = self.admitted().await?;
+            let dead = self.dead_letters().await?;
+            if done(&admitted, &dead) {
+                return Ok((admitted, dead));
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {} admitted, dead letters {:?}",
+                admitted.len(),
+                dead.iter()
+                    .map(|d| d.reason_code.as_str())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    async fn usage(&self, tenant: &str) -> Result<zenvelope_processors::usage::Usage> {
+        let all = zenvelope_processors::usage::read(
+            &self.kafka,
+            &self.codec,
+            topic::USAGE,
+            Some(tenant),
+            None,
+        )
+        .await?;
+        ensure!(
+            all.len() == 1,
+            "expected one period of usage for {tenant}: {all:?}"
+        );
+        all.into_iter().next().context("usage")
+    }
+}
+
+struct Instance {
+    shutdown: CancellationToken,
+    handle: JoinHandle<Result<Summary, zenvelope_processors::Error>>,
+}
+
+impl Instance {
+    async fn stop(self) -> Result<Summary> {
+        self.shutdown.cancel();
+        Ok(self.handle.await??)
+    }
+
+    /// Stops it without a clean shutdown (like a crash: nothing drained or committed).
+    async fn crash(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+fn identities(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("user{i}@example.org")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_100th_free_request_is_admitted_and_the_101st_refused() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let admission = fx.start_admission(fx.config(true));
+    let mut sent = BTreeSet::new();
+    for id in identities(0..100) {
+        sent.insert(fx.send(FREE, &id).await?);
+    }
+    let (admitted, dead) = fx.wait_for("100 admitted", |a, _| a.len() >= 100).await?;
+    ensure!(admitted == sent, "admitted ids differ from the ones sent");
+    ensure!(dead.is_empty(), "{dead:?}");
+    let u = fx.usage(FREE).await?;
+    ensure!((u.requests, u.quota_rejected) == (100, 0), "{u:?}");
+
+    // The 101st in the same UTC day: refused, told to the client, kept on the DLQ.
+    let over = fx.send(FREE, "late@example.org").await?;
+    let (admitted, dead) = fx
+        .wait_for("the 101st refused", |_, d| !d.is_empty())
+        .await?;
+    ensure!(admitted.len() == 100 && !admitted.contains(&over));
+    ensure!(
+        dead.len() == 1 && dead[0].reason_code == "quota_exceeded",
+        "{dead:?}"
+    );
+    let sealed = fx
+        .codec
+        .decode_envelope(&dead[0].original_value, &Default::default())
+        .await?;
+    ensure!(
+        sealed.header.message_id.to_string() == over,
+        "the dead letter holds the request, still sealed"
+    );
+    let rejections = fx.rejections().await?;
+    ensure!(rejections.len() == 1, "{rejections:?}");
+    let r = &rejections[0];
+    ensure!(r.reason_code == "quota_exceeded" && r.tenant.as_deref() == Some(FREE));
+    ensure!(
+        r.message_id.map(|m| m.to_string()) == Some(over.clone()),
+        "{r:?}"
+    );
+    let retry = r.retry_after_ms.context("retry_after_ms")?;
+    ensure!(retry > 0 && retry <= 86_400_000, "retry after {retry} ms");
+    ensure!(
+        r.reason_detail.contains("free") && r.reason_detail.contains("100"),
+        "{r:?}"
+    );
+    let u = fx.usage(FREE).await?;
+    ensure!((u.requests, u.quota_rejected) == (100, 1), "{u:?}");
+
+    // The pro tenant is not affected by the free tenant's quota.
+    let pro = fx.send(PRO, "nurse@example.org").await?;
+    fx.wait_for("the pro request", |a, _| a.contains(&pro))
+        .await?;
+
+    // Nothing admission wrote holds the plaintext.
+    for t in [
+        topic::ADMISSION_BY_TENANT,
+        topic::ADMITTED,
+        topic::REJECTIONS,
+        topic::USAGE,
+        topic::DLQ,
+    ] {
+        for rec in fx.read(t).await? {
+            ensure!(
+                !rec.payload
+                    .windows(CANARY.len())
+                    .any(|w| w == CANARY.as_bytes()),
+                "plaintext on {t}"
+            );
+        }
+    }
+    let summary = admission.stop().await?;
+    ensure!(summary.quota.processed >= 102, "{summary:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_state_is_rebuilt_after_a_restart_and_after_a_crash() -> Result<()> {
+    let fx = Fixture::start().await?;
+    // 60 requests, then a clean restart.
+    let first = fx.start_admission(fx.config(true));
+    for id in identities(0..60) {
+        fx.send(FREE, &id).await?;
+    }
+    fx.wait_for("60 admitted", |a, _| a.len() >= 60).await?;
+    first.stop().await?;
+
+    // 30 more, and a crash while they are being handled.
+    let second = fx.start_admission(fx.config(true));
+    for id in identities(60..90) {
+        fx.send(FREE, &id).await?;
+    }
+    fx.wait_for("some of the next 30", |a, _| a.len() > 60)
+        .await?;
+    second.crash().await;
+
+    // A new instance rebuilds the counters from zenvelope.usage: the 100th is the last.
+    let third = fx.start_admission(fx.config(true));
+    for id in identities(90..101) {
+        fx.send(FREE, &id).await?;
+    }
+    let (admitted, dead) = fx
+        .wait_for("100 admitted and one refusal", |a, d| {
+            a.len() >= 100 && !d.is_empty()
+        })
+        .await?;
+    // A redelivered record is forwarded again (the enclave drops duplicates) but never
+    // counted twice: exactly 100 distinct admitted, one refused.
+    ensure!(admitted.len() == 100, "{} admitted", admitted.len());
+    ensure!(
+        dead.len() == 1 && dead[0].reason_code == "quota_exceeded",
+        "{dead:?}"
+    );
+    let u = fx.usage(FREE).await?;
+    ensure!((u.requests, u.quota_rejected) == (100, 1), "{u:?}");
+    third.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_tenants_and_the_quota_holds() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let a = fx.start_admission(fx.config(true));
+    let b = fx.start_admission(fx.config(true));
+    // Many users: their requests spread over every request partition, so both
+    // instances' check stages see the free tenant; one quota stage owns it.
+    let mut free = BTreeSet::new();
+    let mut pro = BTreeSet::new();
+    for id in identities(0..130) {
+        free.insert(fx.send(FREE, &id).await?);
+    }
+    for id in identities(0..20) {
+        pro.insert(fx.send(PRO, &id).await?);
+    }
+    let (admitted, dead) = fx
+        .wait_for("the quota reached with both instances", |a, d| {
+            a.len() >= 120 && d.len() >= 30
+        })
+        .await?;
+    let admitted_free: BTreeSet<_> = admitted.intersection(&free).cloned().collect();
+    ensure!(
+        admitted_free.len() == 100,
+        "{} free requests admitted",
+        admitted_free.len()
+    );
+    ensure!(pro.is_subset(&admitted), "every pro request is admitted");
+    ensure!(
+        dead.len() == 30 && dead.iter().all(|d| d.reason_code == "quota_exceeded"),
+        "{:?}",
+        dead.len()
+    );
+    let u = fx.usage(FREE).await?;
+    ensure!((u.requests, u.quota_rejected) == (100, 30), "{u:?}");
+    let (sa, sb) = (a.stop().await?, b.stop().await?);
+    ensure!(
+        sa.check.processed > 0 && sb.check.processed > 0,
+        "both instances checked requests: {sa:?} {sb:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_bad_input_is_refused_with_its_reason_and_nothing_is_lost() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let admission = fx.start_admission(fx.config(true));
+    let signer = Some(fx.signer.clone());
+    let id = fx.codec.catalog().id(SchemaName::Envelope).get();
+    let frame = |body: &[u8]| {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&id.to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    };
+    let good = fx.sealed(
+        FREE,
+        "ada@example.org",
+        Purpose::IndividualRequest,
+        Kind::Request,
+        signer.clone(),
+    )?;
+    let good_bytes = zenvelope_envelope::encode(&good);
+    let key = Some(good.header.subject.as_bytes().to_vec());
+    let mut expected: Vec<&str> = Vec::new();
+
+    fx.produce_raw(key.clone(), Vec::new()).await?;
+    expected.push("empty_payload");
+    fx.produce_raw(key.clone(), b"{\"journal\": \"not an envelope\"}".to_vec())
+        .await?;
+    expected.push("wrong_magic_byte");
+    fx.produce_raw(key.clone(), vec![0, 0, 0]).await?;
+    expected.push("truncated_frame");
+    fx.produce_raw(key.clone(), frame(&good_bytes[..good_bytes.len() / 2]))
+        .await?;
+    expected.push("malformed");
+    let mut v2 = good_bytes.clone();
+    v2[0] = 4; // version 2 (zig-zag)
+    fx.produce_raw(key.clone(), frame(&v2)).await?;
+    expected.push("unsupported_version");
+    let mut unknown_schema = vec![0u8, 0, 0, 0, 99];
+    unknown_schema.extend_from_slice(&good_bytes);
+    fx.produce_raw(key.clone(), unknown_schema).await?;
+    expected.push("unknown_schema_id");
+    fx.produce_raw(key.clone(), frame(&vec![7u8; 70 * 1024]))
+        .await?;
+    expected.push("oversized");
+    let mut tampered = good.clone();
+    let last = tampered.payload.len() - 1;
+    tampered.payload[last] ^= 1;
+    fx.produce_envelope(&tampered, None).await?;
+    expected.push("bad_signature");
+    fx.produce_envelope(
+        &fx.sealed(
+            FREE,
+            "ada@example.org",
+            Purpose::IndividualRequest,
+            Kind::Request,
+            None,
+        )?,
+        None,
+    )
+    .await?;
+    expected.push("unsigned");
+    let stranger = Arc::new(SigningKey::generate_ecdsa_p256("someone-else", 1)?);
+    fx.produce_envelope(
+        &fx.sealed(
+            FREE,
+            "ada@example.org",
+            Purpose::IndividualRequest,
+            Kind::Request,
+            Some(stranger),
+        )?,
+        None,
+    )
+    .await?;
+    expected.push("untrusted_signer");
+    fx.produce_envelope(
+        &fx.sealed(
+            FREE,
+            "ada@example.org",
+            Purpose::Research,
+            Kind::Request,
+            signer.clone(),
+        )?,
+        None,
+    )
+    .await?;
+    expected.push("purpose_not_allowed");
+    fx.produce_envelope(
+        &fx.sealed(
+            "unknown-tenant",
+            "ada@example.org",
+            Purpose::IndividualRequest,
+            Kind::Request,
+            signer.clone(),
+        )?,
+        None,
+    )
+    .await?;
+    expected.push("unknown_tenant");
+    fx.produce_envelope(
+        &fx.sealed(
+            FREE,
+            "ada@example.org",
+            Purpose::IndividualRequest,
+            Kind::Record,
+            signer.clone(),
+        )?,
+        None,
+    )
+    .await?;
+    expected.push("not_a_request");
+    fx.produce_envelope(&good, Some(b"someone-elses-subject"))
+        .await?;
+    expected.push("key_mismatch");
+    // And after all that, a good request still goes through.
+    let ok = fx.send(FREE, "ada@example.org").await?;
+
+    let (admitted, dead) = fx
+        .wait_for("every bad record dead-lettered", |a, d| {
+            d.len() >= expected.len() && a.contains(&ok)
+        })
+        .await?;
+    ensure!(
+        admitted.len() == 1,
+        "only the good request is admitted: {}",
+        admitted.len()
+    );
+    let mut got: Vec<&str> = dead.iter().map(|d| d.reason_code.as_str()).collect();
+    got.sort_unstable();
+    let mut want = expected.clone();
+    want.sort_unstable();
+    ensure!(got == want, "reason codes: got {got:?}, want {want:?}");
+    // Each dead letter keeps its record (except the oversized one, whose value would not
+    // fit), so nothing is lost.
+    for d in &dead {
+        ensure!(d.original_topic == topic::REQUESTS);
+        ensure!(
+            d.reason_code == "oversized"
+                || d.reason_code == "empty_payload"
+                || !d.original_value.is_empty(),
+            "{d:?}"
+        );
+    }
+    // The client is told about every refusal of an envelope it could have sent.
+    let notices = fx.rejections().await?;
+    for code in [
+        "bad_signature",
+        "unsigned",
+        "untrusted_signer",
+        "purpose_not_allowed",
+        "not_a_request",
+        "key_mismatch",
+        "unknown_tenant",
+        "malformed",
+    ] {
+        ensure!(
+            notices.iter().any(|n| n.reason_code == code),
+            "no rejection notice for {code}"
+        );
+    }
+    for n in &notices {
+        ensure!(!n.reason_detail.contains(CANARY));
+    }
+    admission.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_redriven_once_fixed_and_a_loop_is_refused() -> Result<()> {
+    let fx = Fixture::start().await?;
+    // The backend's key is not registered yet: its requests are dead-lettered.
+    let admission = fx.start_admission(fx.config(false));
+    let poison = fx.send(FREE, "ada@example.org").await?;
+    fx.produce_raw(Some(b"k".to_vec()), b"garbage".to_vec())
+        .await?;
+    fx.wait_for("two dead letters", |_, d| d.len() >= 2).await?;
+    admission.stop().await?;
+
+    let sel = Selection {
+        reason: Some("untrusted_signer".into()),
+        ..Selection::default()
+    };
+    let listed = dlq::list(&fx.kafka, &fx.codec, topic::DLQ, &sel, 3).await?;
+    ensure!(
+        listed.len() == 1 && listed[0].message_id.as_deref() == Some(poison.as_str()),
+        "{listed:?}"
+    );
+    ensure!(
+        listed[0].tenant.as_deref() == Some(FREE) && listed[0].kind.as_deref() == Some("REQUEST")
+    );
+
+    // Fixed: the key is registered. Redrive it: admitted.
+    let admission = fx.start_admission(fx.config(true));
+    let dry = dlq::redrive(&fx.kafka, &fx.codec, topic::DLQ, &sel, 3, true).await?;
+    ensure!(dry.redriven.len() == 1 && dry.refused.is_empty());
+    ensure!(
+        fx.admitted().await?.is_empty(),
+        "a dry run produces nothing"
+    );
+    let report = dlq::redrive(&fx.kafka, &fx.codec, topic::DLQ, &sel, 3, false).await?;
+    ensure!(report.redriven.len() == 1, "{report:?}");
+    let (admitted, _) = fx
+        .wait_for("the redriven request admitted", |a, _| a.contains(&poison))
+        .await?;
+    ensure!(admitted.len() == 1);
+    let redriven = fx.read(topic::REQUESTS).await?;
+    ensure!(
+        redriven
+            .iter()
+            .any(|r| r.header(header::REDRIVE_COUNT) == Some(b"1")),
+        "the redriven record carries its count"
+    );
+
+    // The garbage fails every time: after 3 redrives it is refused.
+    let garbage = Selection {
+        reason: Some("wrong_magic_byte".into()),
+        ..Selection::default()
+    };
+    for round in 1..=3 {
+        // Only the newest dead letter of it is redrivable (older ones carry lower counts
+        // but were redriven already; select the latest by time).
+        let latest = dlq::list(&fx.kafka, &fx.codec, topic::DLQ, &garbage, 3).await?;
+        let newest = latest
+            .iter()
+            .max_by_key(|e| e.redrive_count)
+            .context("garbage dead letter")?
+            .clone();
+        ensure!(
+            newest.redrive_count == round - 1,
+            "round {round}: {newest:?}"
+        );
+        let sel = Selection {
+            at: vec![(newest.partition, newest.offset)],
+            ..Selection::default()
+        };
+        let r = dlq::redrive(&fx.kafka, &fx.codec, topic::DLQ, &sel, 3, false).await?;
+        ensure!(r.redriven.len() == 1, "round {round}: {r:?}");
+        fx.wait_for("the garbage back on the DLQ", |_, d| {
+            d.iter()
+                .filter(|x| x.reason_code == "wrong_magic_byte")
+                .count()
+                > usize::try_from(round).unwrap_or(0)
+        })
+        .await?;
+    }
+    let latest = dlq::list(&fx.kafka, &fx.codec, topic::DLQ, &garbage, 3).await?;
+    let newest = latest
+        .iter()
+        .max_by_key(|e| e.redrive_count)
+        .context("garbage")?;
+    ensure!(newest.redrive_count == 3, "{newest:?}");
+    let sel = Selection {
+        at: vec![(newest.partition, newest.offset)],
+        ..Selection::default()
+    };
+    let r = dlq::redrive(&fx.kafka, &fx.codec, topic::DLQ, &sel, 3, false).await?;
+    ensure!(r.redriven.is_empty() && r.refused.len() == 1, "{r:?}");
+    ensure!(
+        r.refused[0]
+            .not_redrivable
+            .as_deref()
+            .is_some_and(|w| w.contains("redriven 3 times")),
+        "{r:?}"
+    );
+    admission.stop().await?;
+    Ok(())
+}
