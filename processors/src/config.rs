@@ -266,3 +266,71 @@ fn default_metering_one() -> ProcessorConfig {
     c.max_in_flight = 1;
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(rel: &str) -> AdmissionConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+        zenvelope_runtime::load_config_from_vars(Some(&path), ENV_PREFIX, Vec::new())
+            .unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    #[test]
+    fn the_shipped_configurations_parse() {
+        let example = parse("config/admission.example.toml");
+        assert_eq!(example.tenants["therapy-journal"].tier, Tier::Free);
+        assert_eq!(example.tenants["clinic-notes"].tier, Tier::Pro);
+        assert_eq!(
+            (example.quota.max_in_flight, example.metering.max_in_flight),
+            (1, 1)
+        );
+        assert_eq!(example.topics.admitted, topic::ADMITTED);
+        let compose = parse("../deploy/compose/admission.toml");
+        assert_eq!(compose.tenants["demo-clinic"].tier, Tier::Starter);
+        assert_eq!(compose.http.listen.map(|a| a.port()), Some(9470));
+        // Without a [quota] section the stage still takes one record at a time.
+        assert_eq!(compose.quota.max_in_flight, 1);
+    }
+
+    #[test]
+    fn a_concurrent_quota_stage_and_unknown_purposes_are_refused() {
+        let mut c = AdmissionConfig::default();
+        c.quota.max_in_flight = 8;
+        assert!(
+            c.tenants()
+                .is_err_and(|e| e.to_string().contains("quota.max_in_flight must be 1"))
+        );
+        let mut c = AdmissionConfig::default();
+        c.tenants.insert(
+            "t".into(),
+            TenantConfig {
+                tier: Tier::Free,
+                allowed_purposes: vec!["GOSSIP".into()],
+                producer_keys: Vec::new(),
+            },
+        );
+        assert!(
+            c.tenants()
+                .is_err_and(|e| e.to_string().contains("unknown purpose of use \"GOSSIP\""))
+        );
+        let mut c = AdmissionConfig::default();
+        c.tenants.insert(
+            "t".into(),
+            TenantConfig {
+                tier: Tier::Free,
+                allowed_purposes: Vec::new(),
+                producer_keys: vec![ProducerKeyConfig {
+                    key_id: "k".into(),
+                    key_version: 1,
+                    spki_der_file: "/nonexistent/key.der".into(),
+                }],
+            },
+        );
+        assert!(c.tenants().is_err_and(|e| {
+            e.to_string()
+                .contains("cannot read producer key file /nonexistent/key.der")
+        }));
+    }
+}
