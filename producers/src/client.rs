@@ -353,6 +353,14 @@ impl Inner {
         }
     }
 
+    /// Whether requests wrapped to this fleet key may be forwarded.
+    fn trusts_fleet_key(&self, key_id: &str, key_version: i32) -> bool {
+        match &self.keys {
+            Keys::Pinned { fleet, .. } => fleet.get(key_id, key_version).is_some(),
+            Keys::Directory(directory) => directory.trusts_fleet_key(key_id, key_version),
+        }
+    }
+
     /// The opener answers are verified and opened with.
     pub(crate) fn results_opener(&self) -> Arc<Opener> {
         match &self.keys {
@@ -562,9 +570,16 @@ impl Client {
     ///
     /// The envelope is refused ([`Error::NotForwarded`], nothing produced) unless it
     /// decodes strictly within the limits, is an unsigned `REQUEST` of this client's
-    /// tenant for `subject`, and has a recipient for a fleet key this client trusts
-    /// (from the verified key directory), so the enclave can open it.
-    pub async fn forward(&self, envelope: &[u8], subject: &str) -> Result<Sent, Error> {
+    /// tenant for `subject`, claims one of `allowed_purposes` (what this backend vouches
+    /// its users may ask for, typically `[Purpose::IndividualRequest]`), and has a
+    /// recipient for a fleet key this client trusts (any verified, valid version from the
+    /// key directory), so the enclave can open it.
+    pub async fn forward(
+        &self,
+        envelope: &[u8],
+        subject: &str,
+        allowed_purposes: &[Purpose],
+    ) -> Result<Sent, Error> {
         let mut env = zenvelope_envelope::decode(envelope, &zenvelope_envelope::Limits::default())?;
         let refuse = |reason: &'static str| Err(Error::NotForwarded(reason));
         if env.header.kind != Kind::Request {
@@ -579,10 +594,14 @@ impl Client {
         if env.signature.is_some() {
             return refuse("it is already signed");
         }
-        let fleet = self.inner.fleet().await?;
+        if !allowed_purposes.contains(&env.header.purpose) {
+            return refuse("its purpose of use is not one this backend vouches for");
+        }
+        // Waits (bounded) until the directory has verified a fleet key, as sealing does.
+        self.inner.fleet().await?;
         let for_fleet = env.recipients.iter().any(|r| {
             r.recipient_type == zenvelope_envelope::RecipientType::RsaOaepSha256
-                && fleet.get(&r.key_id, r.key_version).is_some()
+                && self.inner.trusts_fleet_key(&r.key_id, r.key_version)
         });
         if !for_fleet {
             return refuse("it has no recipient for a trusted fleet key");
@@ -735,9 +754,19 @@ mod tests {
         let ok = browser()
             .seal(&fields(Kind::Request, tenant), b"x")
             .expect("seal");
+        let mut research = fields(Kind::Request, tenant);
+        research.purpose = Purpose::Research;
+        cases.push((
+            browser().seal(&research, b"x").expect("seal"),
+            "its purpose of use is not one this backend vouches for",
+        ));
         for (env, reason) in cases.drain(..) {
             let got = client
-                .forward(&zenvelope_envelope::encode(&env), &subject)
+                .forward(
+                    &zenvelope_envelope::encode(&env),
+                    &subject,
+                    &[Purpose::IndividualRequest],
+                )
                 .await;
             assert!(
                 matches!(got, Err(Error::NotForwarded(r)) if r == reason),
@@ -746,7 +775,11 @@ mod tests {
         }
         let other = client.subject_for("mallory@example.org");
         let got = client
-            .forward(&zenvelope_envelope::encode(&ok), &other)
+            .forward(
+                &zenvelope_envelope::encode(&ok),
+                &other,
+                &[Purpose::IndividualRequest],
+            )
             .await;
         assert!(
             matches!(
@@ -757,7 +790,9 @@ mod tests {
             ),
             "{got:?}"
         );
-        let got = client.forward(b"\x02garbage", &subject).await;
+        let got = client
+            .forward(b"\x02garbage", &subject, &[Purpose::IndividualRequest])
+            .await;
         assert!(matches!(got, Err(Error::Envelope(_))), "{got:?}");
     }
 

@@ -389,6 +389,24 @@ impl KeyDirectory {
         Ok(ring)
     }
 
+    /// Whether fleet key `key_id` version `key_version` verifies now: any verified, valid
+    /// version counts (a page that loaded the directory before a rotation still wraps to
+    /// the previous one), not only the newest.
+    pub fn trusts_fleet_key(&self, key_id: &str, key_version: i32) -> bool {
+        let now = now_ms();
+        self.read().seen.values().any(|seen| {
+            seen.entry.as_ref().is_some_and(|e| {
+                e.purpose == KeyPurpose::FleetEncryption
+                    && e.key_id == key_id
+                    && e.key_version == key_version
+                    && matches!(
+                        verify_entry(e, &self.policy, now),
+                        Ok(VerifiedKey::Fleet(_))
+                    )
+            })
+        })
+    }
+
     /// An opener trusting every verified result-signing key (active or retired).
     pub fn results_opener(&self) -> Arc<Opener> {
         if let Some(opener) = &self.read().results {

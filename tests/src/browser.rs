@@ -52,7 +52,9 @@ pub fn node() -> String {
     std::env::var("ZENVELOPE_NODE").unwrap_or_else(|_| "node".to_owned())
 }
 
-/// A journal app's backend, for the headless-browser test: it serves the example page
+/// TEST ONLY, not a model for production (no authentication: one global session, the
+/// page's pinned trust served by the backend itself): a journal app's backend for the
+/// headless-browser test. It serves the example page
 /// (`producers/browser/example`) and the built SDK, tells the page its user's subject
 /// pseudonym, serves the key directory's records, signs and produces the sealed
 /// requests the page posts (`Client::forward`, never opening them), and hands back the
@@ -91,6 +93,8 @@ pub mod web {
         records: Vec<Vec<u8>>,
         iterations: u32,
         subject: Mutex<Option<String>>,
+        /// Registered key ids by subject (the id of the user's key, never the key).
+        kek_ids: Mutex<HashMap<String, String>>,
         answers: Mutex<HashMap<String, Vec<u8>>>,
         received: Mutex<Vec<String>>,
     }
@@ -120,6 +124,7 @@ pub mod web {
                 records,
                 iterations,
                 subject: Mutex::new(None),
+                kek_ids: Mutex::new(HashMap::new()),
                 answers: Mutex::new(HashMap::new()),
                 received: Mutex::new(Vec::new()),
             });
@@ -208,6 +213,28 @@ pub mod web {
         reply(status, "application/json", body.to_string().into_bytes())
     }
 
+    /// `name`'s value in a query string, percent-decoded (`+` is a space).
+    fn query_param(query: &str, name: &str) -> Option<String> {
+        let raw = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)?
+            .1;
+        let mut out = Vec::new();
+        let mut bytes = raw.bytes();
+        while let Some(b) = bytes.next() {
+            match b {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+                    out.push(u8::from_str_radix(&hex, 16).ok()?);
+                }
+                b => out.push(b),
+            }
+        }
+        String::from_utf8(out).ok()
+    }
+
     fn static_file(path: &str) -> Response<Full<Bytes>> {
         let not_found = || reply(StatusCode::NOT_FOUND, "text/plain", b"not found".to_vec());
         let ok_path = !path.contains("..")
@@ -257,10 +284,11 @@ pub mod web {
                     .map(|(i, v)| (i.to_string(), json!(hex::encode(v))))
                     .collect();
                 let js = format!(
-                    "export const trust = {{ dangerDevRootBase64: {}, pcrs: {} }};\nexport const tenant = {};\n",
+                    "export const trust = {{ dangerDevRootBase64: {}, pcrs: {} }};\nexport const tenant = {};\nexport const iterations = {};\n",
                     json!(b64.encode(&t.dev_root_der)),
                     Value::Object(pcrs),
                     json!(t.tenant),
+                    state.iterations,
                 );
                 reply(
                     StatusCode::OK,
@@ -270,16 +298,30 @@ pub mod web {
             }
             (Method::GET, "/api/session") => {
                 // A real backend authenticates the user here; the page sends only the email.
-                let identity = query
-                    .strip_prefix("identity=")
-                    .map(|s| s.replace("%40", "@"))
-                    .unwrap_or_default();
+                let identity = query_param(&query, "identity").unwrap_or_default();
                 let subject = state.client.subject_for(&identity);
                 *lock(&state.subject) = Some(subject.clone());
+                let kek_id = lock(&state.kek_ids).get(&subject).cloned();
                 json_reply(
                     StatusCode::OK,
-                    &json!({"subject": subject, "iterations": state.iterations}),
+                    &json!({"subject": subject, "kekId": kek_id}),
                 )
+            }
+            (Method::POST, "/api/register") => {
+                let Some(subject) = lock(&state.subject).clone() else {
+                    return json_reply(
+                        StatusCode::UNAUTHORIZED,
+                        &json!({"error": "not signed in"}),
+                    );
+                };
+                let kek_id = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["kekId"].as_str().map(str::to_owned));
+                let Some(kek_id) = kek_id else {
+                    return json_reply(StatusCode::BAD_REQUEST, &json!({"error": "no kekId"}));
+                };
+                lock(&state.kek_ids).entry(subject).or_insert(kek_id);
+                json_reply(StatusCode::OK, &json!({"ok": true}))
             }
             (Method::GET, "/api/keys") => json_reply(
                 StatusCode::OK,
@@ -299,7 +341,15 @@ pub mod web {
                 let Some(envelope) = envelope else {
                     return json_reply(StatusCode::BAD_REQUEST, &json!({"error": "no envelope"}));
                 };
-                match state.client.forward(&envelope, &subject).await {
+                match state
+                    .client
+                    .forward(
+                        &envelope,
+                        &subject,
+                        &[zenvelope_envelope::Purpose::IndividualRequest],
+                    )
+                    .await
+                {
                     Ok(sent) => json_reply(
                         StatusCode::OK,
                         &json!({"messageId": sent.message_id, "partition": sent.partition, "offset": sent.offset}),

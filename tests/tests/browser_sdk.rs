@@ -255,7 +255,9 @@ async fn a_request_sealed_in_typescript_is_answered_by_the_enclave() -> Result<(
     let envelope = b64.decode(transport)?;
     // Forwarding is refused for another user's session, and nothing is produced.
     let other = client.subject_for("mallory@example.org");
-    let refused = client.forward(&envelope, &other).await;
+    let refused = client
+        .forward(&envelope, &other, &[Purpose::IndividualRequest])
+        .await;
     ensure!(
         matches!(
             refused,
@@ -265,7 +267,9 @@ async fn a_request_sealed_in_typescript_is_answered_by_the_enclave() -> Result<(
         ),
         "{refused:?}"
     );
-    let sent = client.forward(&envelope, &subject).await?;
+    let sent = client
+        .forward(&envelope, &subject, &[Purpose::IndividualRequest])
+        .await?;
     ensure!(sent.message_id == message_id);
 
     // The enclave answers; the browser side opens the answer with the user's key and
@@ -346,21 +350,31 @@ async fn a_journal_entry_sealed_in_headless_chromium_gets_its_answer() -> Result
     .await?;
 
     let entry = format!("REQ-7 Couldn't sleep, heart racing. {CANARY}");
-    let output = tokio::process::Command::new(zenvelope_tests::browser::node())
-        .arg(&driver)
-        .args([backend.url().as_str(), USER, PASSPHRASE, entry.as_str()])
-        .env("ZENVELOPE_CHROMIUM", &chromium_bin)
-        .output()
-        .await?;
-    ensure!(
-        output.status.success(),
-        "the Chromium driver failed ({}): {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let page: Value = serde_json::from_slice(&output.stdout)?;
-    println!("the page: {page:#}");
+    let drive = |passphrase: &'static str| {
+        let entry = entry.clone();
+        let url = backend.url();
+        let driver = driver.clone();
+        let chromium_bin = chromium_bin.clone();
+        async move {
+            let output = tokio::process::Command::new(zenvelope_tests::browser::node())
+                .arg(&driver)
+                .args([url.as_str(), USER, passphrase, entry.as_str()])
+                .env("ZENVELOPE_CHROMIUM", &chromium_bin)
+                .output()
+                .await?;
+            ensure!(
+                output.status.success(),
+                "the Chromium driver failed ({}): {}\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let page: Value = serde_json::from_slice(&output.stdout)?;
+            println!("the page: {page:#}");
+            anyhow::Ok(page)
+        }
+    };
+    let page = drive(PASSPHRASE).await?;
     ensure!(page["secure_context"] == true, "{page}");
     ensure!(page["answer"] == "ANSWER-7", "the page shows: {page}");
     ensure!(page["kind"] == "RESULT", "{page}");
@@ -384,30 +398,64 @@ async fn a_journal_entry_sealed_in_headless_chromium_gets_its_answer() -> Result
         "console errors: {page}"
     );
 
-    // The backend saw only ciphertext: not the entry, not the passphrase.
+    // The same user with a mistyped passphrase: the page notices (the key id differs from
+    // the registered one) and sends nothing.
+    let posts = |received: &[String]| {
+        received
+            .iter()
+            .filter(|r| r.starts_with("POST /api/requests"))
+            .count()
+    };
+    ensure!(posts(&backend.received()) == 1);
+    let wrong = drive("correct horse battery stapler").await?;
+    ensure!(wrong["answer"] == "", "{wrong}");
+    ensure!(
+        wrong["status"]
+            .to_string()
+            .contains("not the passphrase you registered with"),
+        "{wrong}"
+    );
+    ensure!(
+        posts(&backend.received()) == 1,
+        "a request was sent with the wrong passphrase"
+    );
+
+    // The backend saw only ciphertext: not the entry, not the passphrases.
     let received = backend.received().join("\n");
-    ensure!(received.contains("POST /api/requests"), "{received}");
-    for secret in [CANARY, PASSPHRASE] {
+    for secret in [CANARY, PASSPHRASE, "correct horse battery stapler"] {
         ensure!(
             !received.contains(secret),
             "the backend received {secret:?}"
         );
     }
-    // Nor does Kafka hold the entry in plaintext.
-    for t in [
-        zenvelope_schemas::names::topic::REQUESTS,
-        zenvelope_schemas::names::topic::RESULTS,
-    ] {
-        for r in pipeline
-            .read_topic(t, 1, std::time::Duration::from_secs(5))
-            .await?
+    // No topic holds the entry or a passphrase: keys, headers and values, every record.
+    for t in zenvelope_schemas::names::Topic::ALL {
+        let mut reader = match zenvelope_runtime::RangeReader::open(
+            &pipeline.kafka,
+            t.name(),
+            zenvelope_runtime::ReadFrom::Beginning,
+            zenvelope_runtime::ReadTo::Watermark,
+        )
+        .await
         {
-            ensure!(
-                !r.payload
-                    .windows(CANARY.len())
-                    .any(|w| w == CANARY.as_bytes()),
-                "the canary is on {t} in plaintext"
-            );
+            Ok(r) => r,
+            Err(zenvelope_runtime::Error::UnknownTopic { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(r) = reader.next().await? {
+            let mut bytes = r.payload.clone();
+            bytes.extend(r.key.clone().unwrap_or_default());
+            for (k, v) in &r.headers {
+                bytes.extend(k.as_bytes());
+                bytes.extend(v);
+            }
+            for secret in [CANARY, PASSPHRASE] {
+                ensure!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{secret:?} is on {} in plaintext",
+                    t.name()
+                );
+            }
         }
     }
     Ok(())

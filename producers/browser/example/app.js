@@ -10,7 +10,7 @@ import {
   openAnswer,
   sealAnalysisRequest,
 } from "./sdk/index.js";
-import { tenant, trust } from "./config.js";
+import { iterations, tenant, trust } from "./config.js";
 
 const $ = (id) => document.getElementById(id);
 const say = (text, cls) => {
@@ -45,7 +45,20 @@ $("entry").addEventListener("submit", async (event) => {
     // tenant's metadata key); the passphrase never leaves the page.
     const session = await json(`/api/session?identity=${encodeURIComponent(identity)}`);
     say("Deriving your key on this device (PBKDF2)…");
-    const user = await deriveUserKey(tenant, identity, $("passphrase").value, { iterations: session.iterations });
+    const user = await deriveUserKey(tenant, identity, $("passphrase").value, { iterations });
+    // The backend keeps the id of the user's key (never the key): a mistyped passphrase
+    // would otherwise seal entries the user can never open again.
+    if (session.kekId && session.kekId !== user.kekId) {
+      throw new Error("That is not the passphrase you registered with; nothing was sent.");
+    }
+    if (!session.kekId) {
+      await json("/api/register", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ kekId: user.kekId }),
+      });
+      say("First entry: your key's id is registered (the key itself never leaves this device).");
+    }
     say("Verifying the enclave's attested keys…");
     const records = (await json("/api/keys")).records.map(fromBase64);
     const directory = await KeyDirectory.load(records, policy());
@@ -70,8 +83,12 @@ $("entry").addEventListener("submit", async (event) => {
     });
     say(`Sent; the backend signed and queued it (partition ${sent.partition}, offset ${sent.offset}). Waiting for the answer…`);
     const answer = await json(`/api/answers/${sealed.messageId}`);
-    const opened = await openAnswer(answer.envelope, { directory, responseKey: sealed.responseKey, subject: session.subject });
-    sealed.responseKey.forget();
+    let opened;
+    try {
+      opened = await openAnswer(answer.envelope, { directory, responseKey: sealed.responseKey, subject: session.subject });
+    } finally {
+      sealed.responseKey.forget();
+    }
     say(`Answer opened on this device (${opened.kind}, signed by ${opened.signedBy.keyId} v${opened.signedBy.keyVersion}).`);
     $("answer").textContent = opened.text;
     $("answer").dataset.kind = opened.kind;

@@ -9,3 +9,6 @@ export const trust = {
 };
 // The zenvelope tenant of this app.
 export const tenant = "clinic-a";
+// PBKDF2 iterations users register with, pinned too: a backend that could lower it would
+// make new wraps cheaper to attack.
+export const iterations = 600000;

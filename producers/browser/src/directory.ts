@@ -18,6 +18,7 @@ import { ZenvelopeError, invalidInput, malformed } from "./errors.js";
 import { AWS_NITRO_ROOT_G1_DER } from "./attestation/aws-root.js";
 import { DerReader, TAG, oidToString, readAlgorithm, readBitString } from "./attestation/der.js";
 import { type AttestationDocument, AttestationError, checkTrustAnchor, expectPcrs, verifyAttestationDocument } from "./attestation/nitro.js";
+import { subtle } from "./webcrypto.js";
 
 /** Key purposes (Avro enum `KeyPurpose`), in schema order. */
 export const KEY_PURPOSES = ["UNKNOWN", "FLEET_ENCRYPTION", "FLEET_SIGNING", "PRODUCER_SIGNING"] as const;
@@ -138,7 +139,7 @@ export function decodeKeyDirectoryRecord(bytes: Uint8Array): KeyDirectoryEntry {
 export const ATTESTATION_BINDING_LABEL = "zenvelope/v1/key-directory-entry";
 
 async function sha256(data: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", owned(data)));
+  return new Uint8Array(await subtle().digest("SHA-256", owned(data)));
 }
 
 function symbol(s: string): Uint8Array {
@@ -350,7 +351,7 @@ async function badKey(e: KeyDirectoryEntry): Promise<string | null> {
     type === "p256" ? { name: "ECDSA", namedCurve: "P-256" } : { name: encryption ? "RSA-OAEP" : "RSA-PSS", hash: "SHA-256" };
   let key: CryptoKey;
   try {
-    key = await crypto.subtle.importKey("spki", owned(e.publicKeySpkiDer), params, false, [encryption ? "encrypt" : "verify"]);
+    key = await subtle().importKey("spki", owned(e.publicKeySpkiDer), params, false, [encryption ? "encrypt" : "verify"]);
   } catch {
     return "the key does not import";
   }
@@ -540,6 +541,14 @@ export class KeyDirectory {
       "no_trusted_fleet_key",
       `No trusted fleet key: nothing was sealed. Every fleet key must carry an attestation document that verifies against the pinned root and measurements (${why}).`,
     );
+  }
+
+  /**
+   * Every verified, valid `FLEET_ENCRYPTION` key at `nowMs` (a backend accepts requests
+   * wrapped to any of them: a page may have loaded the directory before a rotation).
+   */
+  fleetKeys(nowMs: number = Date.now()): VerifiedKey[] {
+    return this.verified("FLEET_ENCRYPTION", nowMs);
   }
 
   /** The verified `FLEET_SIGNING` keys (ACTIVE or RETIRED) valid at `nowMs`: answers are verified with these. */

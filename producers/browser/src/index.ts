@@ -83,8 +83,12 @@ export {
   frame,
   unframe,
   verifyEntry,
+  type KeyAlgorithm,
   type KeyDirectoryEntry,
   type KeyDirectoryPolicy,
+  type KeyPurpose,
+  type KeyStatus,
+  type RefusedEntry,
   type RejectionReason,
   type VerifiedKey,
 } from "./directory.js";

@@ -17,7 +17,7 @@ import {
   MAX_PBKDF2_ITERATIONS,
   MIN_PBKDF2_ITERATIONS,
 } from "./labels.js";
-import { aesKey, hkdf, hmacSha256, sha256, subtle } from "./webcrypto.js";
+import { aesKey, hkdf, hmacSha256, sha256, subtle, withSecret } from "./webcrypto.js";
 
 const UNASSIGNED = /\p{Cn}/u;
 // Spec 5.1 step 2: only these six characters are trimmed.
@@ -93,7 +93,7 @@ export async function deriveUserKey(
   if (passphrase === "") throw invalidInput("The passphrase is empty.");
   const salt = await kekSalt(tenant, identity);
   const password = utf8(passphrase.normalize("NFKC"));
-  const base = await subtle().importKey("raw", owned(password), "PBKDF2", false, ["deriveBits"]);
+  const base = await withSecret(password, (p) => subtle().importKey("raw", p, "PBKDF2", false, ["deriveBits"]));
   wipe(password);
   const raw = new Uint8Array(
     await subtle().deriveBits({ name: "PBKDF2", hash: "SHA-256", salt: owned(salt), iterations }, base, 256),

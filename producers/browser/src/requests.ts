@@ -7,7 +7,7 @@
  */
 
 import { decodeAnalysisResult, encodeAnalysisRequest, type AnalysisRequest, type AnalysisResult } from "./analysis.js";
-import { fromUtf8 } from "./bytes.js";
+import { fromUtf8, toHex } from "./bytes.js";
 import { DEFAULT_LIMITS, decodeEnvelope, encodeEnvelope, uuidToString, type Limits, type Purpose } from "./envelope.js";
 import { ZenvelopeError, invalidInput } from "./errors.js";
 import { importFleetKey, importVerifyingKey, type FleetKey, type SigningKey, type UserKey, type VerifyingKey } from "./keys.js";
@@ -31,24 +31,41 @@ export interface TrustedKey {
 export interface FleetKeySource {
   /** The newest verified fleet encryption key valid now; throws `no_trusted_fleet_key` if none. */
   fleetKey(nowMs?: number): TrustedKey;
+  /** Every verified fleet encryption key valid now (used by {@link countersign}). */
+  fleetKeys?(nowMs?: number): TrustedKey[];
   /** The verified result-signing keys valid now. */
   resultSigningKeys(nowMs?: number): TrustedKey[];
 }
 
-const imported = new WeakMap<TrustedKey, Promise<FleetKey | VerifyingKey>>();
+// Imported WebCrypto keys, by what identifies a verified key (id, version, algorithm,
+// SPKI): the directory hands out fresh objects, the keys stay the same.
+const imported = new Map<string, Promise<FleetKey | VerifyingKey>>();
+
+function cacheKey(k: TrustedKey): string {
+  return `${k.keyId}\u0000${k.keyVersion}\u0000${k.algorithm}\u0000${toHex(k.spki)}`;
+}
+
+function importCached<T extends FleetKey | VerifyingKey>(k: TrustedKey, make: () => Promise<T>): Promise<T> {
+  const name = cacheKey(k);
+  let p = imported.get(name);
+  if (!p) {
+    p = make();
+    imported.set(name, p);
+    // A key that fails to import is not cached.
+    p.catch(() => imported.delete(name));
+  }
+  return p as Promise<T>;
+}
 
 function fleetKeyOf(k: TrustedKey): Promise<FleetKey> {
   if (k.algorithm !== "RSA_OAEP_SHA256") throw invalidInput("The fleet key is not an RSA-OAEP key.");
-  let p = imported.get(k);
-  if (!p) imported.set(k, (p = importFleetKey(k.keyId, k.keyVersion, k.spki)));
-  return p as Promise<FleetKey>;
+  return importCached(k, () => importFleetKey(k.keyId, k.keyVersion, k.spki));
 }
 
 function verifyingKeyOf(k: TrustedKey): Promise<VerifyingKey> | null {
-  if (k.algorithm !== "ECDSA_P256_SHA256" && k.algorithm !== "RSA_PSS_SHA256") return null;
-  let p = imported.get(k);
-  if (!p) imported.set(k, (p = importVerifyingKey(k.keyId, k.keyVersion, k.algorithm, k.spki)));
-  return p as Promise<VerifyingKey>;
+  const algorithm = k.algorithm;
+  if (algorithm !== "ECDSA_P256_SHA256" && algorithm !== "RSA_PSS_SHA256") return null;
+  return importCached(k, () => importVerifyingKey(k.keyId, k.keyVersion, algorithm, k.spki));
 }
 
 /** Options of {@link sealAnalysisRequest}. */
@@ -144,16 +161,19 @@ export async function openAnswer(envelope: Uint8Array | string, options: OpenAns
   const trusted = (
     await Promise.all(options.directory.resultSigningKeys().map((k) => verifyingKeyOf(k)))
   ).filter((k): k is VerifyingKey => k !== null);
+  // What the public header says is checked before anything is decrypted.
+  const header = decodeEnvelope(bytes, limits).header;
+  if (header.kind !== "RESULT" && header.kind !== "ERROR") {
+    throw new ZenvelopeError("invalid_input", "The envelope is not an answer.");
+  }
+  if (options.subject !== undefined && header.subject !== options.subject) {
+    throw new ZenvelopeError("invalid_input", "The answer is for another user.");
+  }
   const keys = { ...(options.user ? { user: options.user } : {}), ...(options.responseKey ? { responseKey: options.responseKey } : {}) };
   const opened = await open(bytes, { trusted, requireSignature: true, limits }, keys);
   const h = opened.header;
+  const kind = header.kind;
   try {
-    if (h.kind !== "RESULT" && h.kind !== "ERROR") {
-      throw new ZenvelopeError("invalid_input", "The envelope is not an answer.");
-    }
-    if (options.subject !== undefined && h.subject !== options.subject) {
-      throw new ZenvelopeError("invalid_input", "The answer is for another user.");
-    }
     const correlationId = uuidToString(h.correlationId as Uint8Array);
     const signedBy = opened.signedBy as { keyId: string; keyVersion: number };
     if (h.contentType === MEDIA_TYPE_ANALYSIS_RESULT) {
@@ -162,9 +182,9 @@ export async function openAnswer(envelope: Uint8Array | string, options: OpenAns
         throw new ZenvelopeError("invalid_input", `The answer uses schema ${h.schemaId}, not the AnalysisResult schema ${expected} this page knows.`);
       }
       const result = decodeAnalysisResult(opened.plaintext);
-      return { correlationId, kind: h.kind, text: result.output, result, signedBy };
+      return { correlationId, kind, text: result.output, result, signedBy };
     }
-    return { correlationId, kind: h.kind, text: fromUtf8(opened.plaintext, "the answer"), result: null, signedBy };
+    return { correlationId, kind, text: fromUtf8(opened.plaintext, "the answer"), result: null, signedBy };
   } finally {
     opened.plaintext.fill(0);
   }
@@ -178,6 +198,10 @@ export interface CountersignOptions {
   tenant: string;
   /** The signed-in user's subject pseudonym. */
   subject: string;
+  /** The verified key directory: the request must have a recipient for one of its fleet keys. */
+  directory: FleetKeySource;
+  /** Purposes of use this backend vouches its users may claim; default `["INDIVIDUAL_REQUEST"]`. */
+  allowedPurposes?: readonly Purpose[];
   /** Limits; default spec 11.2's. */
   limits?: Limits;
 }
@@ -185,7 +209,8 @@ export interface CountersignOptions {
 /**
  * For a backend on Node (a Next.js route, say): signs a request its user's browser
  * sealed, without opening it, after checking that it is a strictly encoded, unsigned
- * `REQUEST` of this tenant for this user. Returns the signed envelope's bytes, to be
+ * `REQUEST` of this tenant for this user, with an allowed purpose of use and a recipient
+ * for a verified fleet key (the same checks as the Rust SDK's `Client::forward`). Returns the signed envelope's bytes, to be
  * produced to `zenvelope.requests` (Confluent-framed, keyed by `subject`).
  */
 export async function countersign(envelope: Uint8Array | string, options: CountersignOptions): Promise<Uint8Array> {
@@ -197,6 +222,14 @@ export async function countersign(envelope: Uint8Array | string, options: Counte
   if (env.header.tenant !== options.tenant) throw refuse("it names another tenant");
   if (env.header.subject !== options.subject) throw refuse("its subject is not the signed-in user's");
   if (env.signature) throw refuse("it is already signed");
+  if (!(options.allowedPurposes ?? ["INDIVIDUAL_REQUEST"]).includes(env.header.purpose)) {
+    throw refuse("its purpose of use is not one this backend vouches for");
+  }
+  const fleet = options.directory.fleetKeys?.() ?? [options.directory.fleetKey()];
+  const forFleet = env.recipients.some(
+    (r) => r.type === "RSA_OAEP_SHA256" && fleet.some((k) => k.keyId === r.keyId && k.keyVersion === r.keyVersion),
+  );
+  if (!forFleet) throw refuse("it has no recipient for a trusted fleet key");
   env.signature = await sign(env, options.signer);
   return encodeEnvelope(env);
 }

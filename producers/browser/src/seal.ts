@@ -8,6 +8,7 @@ import { payloadAad, signatureInput, wrapAad } from "./aad.js";
 import { concat, constantTimeEqual, owned, u32be, utf8, wipe } from "./bytes.js";
 import {
   DEFAULT_LIMITS,
+  PURPOSES,
   decodeEnvelope,
   encodeEnvelope,
   uuidToString,
@@ -21,7 +22,7 @@ import {
 import { ZenvelopeError, decryptFailed, invalidInput, oversized } from "./errors.js";
 import { UserKey, checkTenant, type FleetKey, type FleetPrivateKey, type SigningKey, type VerifyingKey } from "./keys.js";
 import { INFO_KEY_COMMITMENT, INFO_PAYLOAD_KEY, INFO_RESPONSE } from "./labels.js";
-import { aesKey, hkdf, openBlob, randomBytes, sealBlob, subtle } from "./webcrypto.js";
+import { aesKey, hkdf, openBlob, randomBytes, sealBlob, subtle, withSecret } from "./webcrypto.js";
 
 /** The header fields a sealer chooses (spec 9.1). */
 export interface HeaderFields {
@@ -71,10 +72,15 @@ export class ResponseKey {
     this.#dek = dek;
   }
 
-  /** @internal The response DEK; `decrypt_failed` once forgotten. */
+  /** @internal A copy of the response DEK (wipe it after use). */
   dek(): Uint8Array {
-    if (!this.#dek) throw decryptFailed();
-    return this.#dek;
+    if (!this.#dek) throw invalidInput("This response key was forgotten; open the answer with the user's key.");
+    return new Uint8Array(this.#dek);
+  }
+
+  /** Whether {@link forget} was called. */
+  get forgotten(): boolean {
+    return this.#dek === null;
   }
 
   /** Wipes the key from memory. */
@@ -193,6 +199,9 @@ function checkFields(fields: HeaderFields, plaintextLen: number, limits: Limits)
   if (fields.kind !== "REQUEST" && fields.kind !== "RECORD") {
     throw invalidInput("Only requests and records are sealed here; the enclave seals answers.");
   }
+  if (!(PURPOSES as readonly string[]).includes(fields.purpose)) {
+    throw invalidInput(`Unknown purpose of use ${JSON.stringify(fields.purpose)}; one of ${PURPOSES.join(", ")}.`);
+  }
   for (const [name, v] of [
     ["subject", fields.subject],
     ["content type", fields.contentType],
@@ -213,7 +222,7 @@ async function wrapForUser(user: UserKey, tenant: string, dek: Uint8Array, iv: U
 }
 
 async function wrapForFleet(fleet: FleetKey, dek: Uint8Array): Promise<Recipient> {
-  const wrapped = new Uint8Array(await subtle().encrypt({ name: "RSA-OAEP" }, fleet.key, owned(dek)));
+  const wrapped = new Uint8Array(await withSecret(dek, (d) => subtle().encrypt({ name: "RSA-OAEP" }, fleet.key, d)));
   return {
     type: "RSA_OAEP_SHA256",
     keyId: fleet.keyId,
@@ -264,7 +273,12 @@ export async function sign(env: Envelope, signer: SigningKey): Promise<NonNullab
     signer.algorithm === "RSA_PSS_SHA256"
       ? { name: "RSA-PSS", saltLength: 32 }
       : { name: "ECDSA", hash: "SHA-256" };
-  const value = new Uint8Array(await subtle().sign(params, signer.key, input));
+  let value: Uint8Array;
+  try {
+    value = new Uint8Array(await subtle().sign(params, signer.key, input));
+  } catch {
+    throw invalidInput(`The signing key ${signer.keyId} v${signer.keyVersion} cannot sign as ${signer.algorithm}.`);
+  }
   return { keyId: signer.keyId, keyVersion: signer.keyVersion, algorithm: signer.algorithm, value };
 }
 
@@ -306,12 +320,12 @@ export async function open(bytes: Uint8Array, policy: OpenPolicy, keys: OpenerKe
   const response = h.kind === "RESULT" || h.kind === "ERROR";
   let dek: Uint8Array | null = null;
   try {
-    if (response && keys.responseKey && h.correlationId) {
+    const own = keys.responseKey;
+    if (response && own && h.correlationId && constantTimeEqual(own.requestId, h.correlationId) && (!own.forgotten || !keys.user)) {
       // Spec 11, last paragraph: the caller holds the request's key already.
-      if (!constantTimeEqual(keys.responseKey.requestId, h.correlationId)) {
-        throw new ZenvelopeError("no_matching_recipient", "This answer is for another request.");
-      }
-      dek = new Uint8Array(keys.responseKey.dek());
+      dek = own.dek();
+    } else if (response && own && !keys.user && !keys.fleet) {
+      throw new ZenvelopeError("no_matching_recipient", "This answer is for another request than the response key's.");
     } else {
       const unwrapped = await unwrap(env, keys);
       if (response && h.correlationId) {
@@ -349,14 +363,17 @@ export async function verify(env: Envelope, policy: OpenPolicy): Promise<{ keyId
   const bad = () => new ZenvelopeError("bad_signature", "The envelope's signature does not verify.");
   if (key.algorithm !== sig.algorithm) throw bad();
   const input = owned(signatureInput(env.header, env.recipients, env.payload, sig.keyId, sig.keyVersion, sig.algorithm));
-  let ok: boolean;
-  if (sig.algorithm === "ECDSA_P256_SHA256") {
-    if (sig.value.length !== 64) throw bad();
-    ok = await subtle().verify({ name: "ECDSA", hash: "SHA-256" }, key.key, owned(sig.value), input);
-  } else {
-    const bytes = (key.key.algorithm as RsaHashedKeyAlgorithm).modulusLength / 8;
-    if (sig.value.length !== bytes) throw bad();
-    ok = await subtle().verify({ name: "RSA-PSS", saltLength: 32 }, key.key, owned(sig.value), input);
+  let ok = false;
+  try {
+    if (sig.algorithm === "ECDSA_P256_SHA256") {
+      ok = sig.value.length === 64 && (await subtle().verify({ name: "ECDSA", hash: "SHA-256" }, key.key, owned(sig.value), input));
+    } else {
+      const bytes = (key.key.algorithm as RsaHashedKeyAlgorithm).modulusLength / 8;
+      ok = sig.value.length === bytes && (await subtle().verify({ name: "RSA-PSS", saltLength: 32 }, key.key, owned(sig.value), input));
+    }
+  } catch {
+    // A key object whose type does not match its label: not a valid signature either.
+    ok = false;
   }
   if (!ok) throw bad();
   return { keyId: sig.keyId, keyVersion: sig.keyVersion };

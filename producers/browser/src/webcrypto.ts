@@ -32,6 +32,19 @@ export async function sha256(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await subtle().digest("SHA-256", owned(data)));
 }
 
+/**
+ * Runs `f` on a copy of `secret` that WebCrypto may take (it copies its inputs when called),
+ * then wipes the copy: key material is not left behind in buffers of ours.
+ */
+export async function withSecret<T>(secret: Uint8Array, f: (copy: Uint8Array<ArrayBuffer>) => Promise<T>): Promise<T> {
+  const copy = owned(secret);
+  try {
+    return await f(copy);
+  } finally {
+    copy.fill(0);
+  }
+}
+
 /** HKDF-SHA256 (RFC 5869), extract then expand, `length` bytes. */
 export async function hkdf(
   ikm: Uint8Array,
@@ -39,7 +52,7 @@ export async function hkdf(
   info: Uint8Array,
   length: number,
 ): Promise<Uint8Array> {
-  const key = await subtle().importKey("raw", owned(ikm), "HKDF", false, ["deriveBits"]);
+  const key = await withSecret(ikm, (k) => subtle().importKey("raw", k, "HKDF", false, ["deriveBits"]));
   const bits = await subtle().deriveBits(
     { name: "HKDF", hash: "SHA-256", salt: owned(salt), info: owned(info) },
     key,
@@ -50,13 +63,17 @@ export async function hkdf(
 
 /** HMAC-SHA256. */
 export async function hmacSha256(key: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
-  const k = await subtle().importKey("raw", owned(key), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const k = await withSecret(key, (c) =>
+    subtle().importKey("raw", c, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]),
+  );
   return new Uint8Array(await subtle().sign("HMAC", k, owned(data)));
 }
 
 /** An AES-256-GCM key for encrypt and decrypt, not extractable. */
 export async function aesKey(raw: Uint8Array): Promise<CryptoKey> {
-  return subtle().importKey("raw", owned(raw), { name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]);
+  return withSecret(raw, (c) =>
+    subtle().importKey("raw", c, { name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]),
+  );
 }
 
 /** Blob version byte (spec 6). */
@@ -73,10 +90,8 @@ export async function sealBlob(
 ): Promise<Uint8Array> {
   if (iv.length !== IV_LEN) throw new RangeError("An AES-GCM IV is 12 bytes.");
   const ctTag = new Uint8Array(
-    await subtle().encrypt(
-      { name: "AES-GCM", iv: owned(iv), additionalData: owned(aad), tagLength: 128 },
-      key,
-      owned(plaintext),
+    await withSecret(plaintext, (p) =>
+      subtle().encrypt({ name: "AES-GCM", iv: owned(iv), additionalData: owned(aad), tagLength: 128 }, key, p),
     ),
   );
   const ct = ctTag.subarray(0, ctTag.length - TAG_LEN);

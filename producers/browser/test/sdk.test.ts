@@ -92,9 +92,11 @@ test("a request opens for the enclave and the user, and its answer opens by user
     assert.equal(a.result?.clientReference, "entry-1");
     assert.deepEqual(a.signedBy, { keyId: "fleet-signing", keyVersion: 1 });
   }
-  // Once forgotten, the response key opens nothing, and says so opaquely.
+  // Once forgotten, the response key opens nothing and says so; the user's key still does.
   sealed.responseKey.forget();
-  await assert.rejects(openAnswer(answer.bytes, { directory: directory(), responseKey: sealed.responseKey }), code("decrypt_failed"));
+  await assert.rejects(openAnswer(answer.bytes, { directory: directory(), responseKey: sealed.responseKey }), code("invalid_input"));
+  const again = await openAnswer(answer.bytes, { directory: directory(), responseKey: sealed.responseKey, user: keys.user });
+  assert.equal(again.text, "You slept badly; be gentle with yourself.");
 });
 
 test("answers are refused unless signed by a verified result key, for this user, for this request", async () => {
@@ -102,14 +104,16 @@ test("answers are refused unless signed by a verified result key, for this user,
   const noResultKeys: FleetKeySource = { fleetKey: directory().fleetKey, resultSigningKeys: () => [] };
   await assert.rejects(openAnswer(answer.bytes, { directory: noResultKeys, user: keys.user }), code("untrusted_signer"));
   await assert.rejects(openAnswer(answer.bytes, { directory: directory(), user: keys.user, subject: "sp1_someone-else" }), code("invalid_input"));
-  // A response key of another request does not open it.
+  // A response key of another request does not open it; with the user's key as well,
+  // the user's recipient record opens it (spec 11 step 3).
   const other = await sealAnalysisRequest({ tenant: TENANT, subject: SUBJECT, user: keys.user, directory: directory(), request: { instruction: "x", input: { text: "y" } } });
   await assert.rejects(openAnswer(answer.bytes, { directory: directory(), responseKey: other.responseKey }), code("no_matching_recipient"));
+  assert.equal((await openAnswer(answer.bytes, { directory: directory(), responseKey: other.responseKey, user: keys.user })).kind, "RESULT");
   // Another user's key is not addressed.
   const mallory = await deriveUserKey(TENANT, "mallory@example.org", "another passphrase", { iterations: 100_000 });
   await assert.rejects(openAnswer(answer.bytes, { directory: directory(), user: mallory }), code("no_matching_recipient"));
   // The request itself is not an answer.
-  const signedRequest = await countersign(sealed.bytes, { signer: keys.enclaveSigning, tenant: TENANT, subject: SUBJECT });
+  const signedRequest = await countersign(sealed.bytes, { signer: keys.enclaveSigning, tenant: TENANT, subject: SUBJECT, directory: directory() });
   await assert.rejects(openAnswer(signedRequest, { directory: directory(), user: keys.user }), code("invalid_input"));
   // A flipped payload byte: the signature fails first.
   const tampered = decodeEnvelope(new Uint8Array(answer.bytes));
@@ -117,7 +121,7 @@ test("answers are refused unless signed by a verified result key, for this user,
   await assert.rejects(openAnswer(encodeEnvelope(tampered), { directory: directory(), user: keys.user }), code("bad_signature"));
 });
 
-test("a wrong passphrase gives the same opaque failure as a damaged wrap", async () => {
+test("a wrong passphrase addresses no record, and a damaged wrap fails opaquely", async () => {
   const keys = await vectorKeys(v);
   const sealed = await seal({ tenant: TENANT, subject: SUBJECT, kind: "RECORD", purpose: "INDIVIDUAL_REQUEST", contentType: "text/plain", schemaId: 0 }, new TextEncoder().encode(CANARY), [keys.user]);
   // Same kek_id selection is impossible with another passphrase, so the KEK differs: no matching recipient.
@@ -129,10 +133,10 @@ test("a wrong passphrase gives the same opaque failure as a damaged wrap", async
   await assert.rejects(open(encodeEnvelope(env), { trusted: [], requireSignature: false }, { user: keys.user }), code("decrypt_failed"));
 });
 
-test("countersign signs only an unsigned request of this tenant for this user", async () => {
+test("countersign signs only an unsigned request of this tenant for this user, purpose and fleet", async () => {
   const keys = await vectorKeys(v);
   const { sealed } = await requestAndAnswer("ok");
-  const opts = { signer: keys.producer, tenant: TENANT, subject: SUBJECT };
+  const opts = { signer: keys.producer, tenant: TENANT, subject: SUBJECT, directory: directory() };
   const signed = await countersign(sealed.transport, opts);
   const opened = await open(signed, { trusted: keys.trusted }, { fleet: [keys.fleetPrivate] });
   assert.deepEqual(opened.signedBy, { keyId: "journal-backend", keyVersion: 1 });
@@ -141,6 +145,21 @@ test("countersign signs only an unsigned request of this tenant for this user", 
   await assert.rejects(countersign(sealed.bytes, { ...opts, tenant: "clinic-b" }), code("invalid_input"));
   await assert.rejects(countersign(sealed.bytes.subarray(0, 40), opts), code("malformed"));
   await assert.rejects(countersign("not base64!", opts), code("invalid_input"));
+  // A record for the user alone is not a request.
+  const record = await seal({ tenant: TENANT, subject: SUBJECT, kind: "RECORD", purpose: "INDIVIDUAL_REQUEST", contentType: "text/plain", schemaId: 0 }, new Uint8Array([1]), [keys.user]);
+  await assert.rejects(countersign(record.bytes, opts), (e: unknown) => e instanceof ZenvelopeError && /not a request/.test(e.message));
+  // A purpose the backend does not vouch for.
+  const research = await seal({ tenant: TENANT, subject: SUBJECT, kind: "REQUEST", purpose: "RESEARCH", contentType: "text/plain", schemaId: 0 }, new Uint8Array([1]), [keys.user, keys.fleet]);
+  await assert.rejects(countersign(research.bytes, opts), (e: unknown) => e instanceof ZenvelopeError && /purpose/.test(e.message));
+  assert.ok(await countersign(research.bytes, { ...opts, allowedPurposes: ["RESEARCH"] }));
+  // Sealed for the user only: the enclave could not open it.
+  const userOnly = await seal({ tenant: TENANT, subject: SUBJECT, kind: "REQUEST", purpose: "INDIVIDUAL_REQUEST", contentType: "text/plain", schemaId: 0 }, new Uint8Array([1]), [keys.user]);
+  await assert.rejects(countersign(userOnly.bytes, opts), (e: unknown) => e instanceof ZenvelopeError && /fleet key/.test(e.message));
+  // An unknown purpose symbol is refused when sealing, with a clear error.
+  await assert.rejects(
+    seal({ tenant: TENANT, subject: SUBJECT, kind: "REQUEST", purpose: "treatment" as never, contentType: "text/plain", schemaId: 0 }, new Uint8Array([1]), [keys.user]),
+    code("invalid_input"),
+  );
 });
 
 test("credentials are normalised and refused when empty or unassigned", async () => {

@@ -31,7 +31,9 @@ async function sealVectors(input: Json): Promise<Json> {
   const record = await seal({ ...base, kind: "RECORD", contentType: "text/plain; charset=utf-8" }, utf8(input.record_text), [keys.user]);
   // A browser seals without a signature; its backend countersigns.
   const browser = await seal({ ...base, kind: "REQUEST", contentType: "text/plain; charset=utf-8" }, utf8(input.request_text), [keys.user, keys.fleet]);
-  const countersigned = await countersign(browser.bytes, { signer: keys.producer, tenant: base.tenant, subject: base.subject });
+  const fleet = { keyId: v.keys.fleet_key_id, keyVersion: v.keys.fleet_key_version, algorithm: "RSA_OAEP_SHA256", spki: fromHex(v.keys.fleet_public_spki) };
+  const directory = { fleetKey: () => fleet, resultSigningKeys: () => [] };
+  const countersigned = await countersign(browser.bytes, { signer: keys.producer, tenant: base.tenant, subject: base.subject, directory });
   return { request: toHex(request.bytes), record: toHex(record.bytes), countersigned: toHex(countersigned) };
 }
 

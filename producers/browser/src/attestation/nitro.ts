@@ -23,6 +23,7 @@
 import { concat, owned, utf8 } from "../bytes.js";
 import { CborError, type CborValue, arrayHead, bytesHead, decodeCborPrefix, textHead } from "./cbor.js";
 import { type Certificate, DerError, KEY_USAGE_KEY_CERT_SIGN, ecdsaDerToP1363, oidToString, parseCertificate } from "./der.js";
+import { subtle } from "../webcrypto.js";
 
 /** Largest COSE_Sign1 document (and payload) accepted, in bytes. */
 export const MAX_DOCUMENT_BYTES = 16 * 1024;
@@ -399,10 +400,10 @@ export function checkTrustAnchor(rootDer: Uint8Array): void {
 
 async function verifyP384(cert: Certificate, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
   try {
-    const key = await crypto.subtle.importKey("spki", owned(cert.spki), { name: "ECDSA", namedCurve: "P-384" }, false, [
+    const key = await subtle().importKey("spki", owned(cert.spki), { name: "ECDSA", namedCurve: "P-384" }, false, [
       "verify",
     ]);
-    return await crypto.subtle.verify({ name: "ECDSA", hash: "SHA-384" }, key, owned(signature), owned(data));
+    return await subtle().verify({ name: "ECDSA", hash: "SHA-384" }, key, owned(signature), owned(data));
   } catch {
     return false;
   }
