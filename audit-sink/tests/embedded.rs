@@ -137,6 +137,7 @@ fn event(i: usize) -> AuditEvent {
             model: "gpt-4o-mini".to_owned(),
             purpose: PurposeOfUse::Treatment,
             signature: None,
+            tokens: None,
         }),
     }
 }

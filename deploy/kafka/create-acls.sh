@@ -34,7 +34,8 @@ acls=(
   "admission     Write,Describe  topic:zenvelope.admitted"
   "admission     Write,Describe  topic:zenvelope.rejections"
   "admission     Write,Describe  topic:zenvelope.dlq"
-  "admission     Write,Describe  topic:zenvelope.audit"
+  "admission     Read,Describe   topic:zenvelope.audit"
+  "admission     Read,Describe   topic:zenvelope.results"
   "admission     Read            prefixed-group:zenvelope-admission"
   "admission     IdempotentWrite cluster:kafka-cluster"
 

@@ -357,6 +357,13 @@ async fn round_trip_with_the_offline_analyser() {
     let disclosure = receipt.disclosure.as_ref().expect("receipt");
     assert_eq!(disclosure.provider, OFFLINE_PROVIDER_NAME);
     assert_eq!(disclosure.purpose, PurposeOfUse::Treatment);
+    // Token counts ride on the receipt for usage metering (the offline analyser counts
+    // words in and out): counts only, never text.
+    let tokens = disclosure.tokens.as_ref().expect("token counts");
+    assert!(
+        tokens.input_tokens > 0 && tokens.output_tokens > 0,
+        "{tokens:?}"
+    );
     // The receipt is signed by the fleet's result-signing key, and only that key.
     let mut fleet = zenvelope_envelope::Keyring::new();
     fleet

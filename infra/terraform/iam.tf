@@ -4,7 +4,7 @@
 #                  NO KMS permission in IAM: the fleet key policy (kms.tf) lets it call
 #                  Decrypt only with an attestation document of a released enclave image,
 #                  and what KMS returns is encrypted to the enclave, not to the host.
-#   admission      reads requests, its repartition topic, usage (its quota state) and results;
+#   admission      reads requests, its repartition topic, usage (its quota state), results and audit (tokens);
 #                  writes its repartition topic, admitted, rejections, usage and the DLQ.
 #   audit-sink     reads zenvelope.audit, writes checkpoints.
 #   key-provisioner  may KMS-Encrypt new fleet keys (with the zenvelope context); never decrypt.
@@ -164,7 +164,7 @@ data "aws_iam_policy_document" "admission" {
   statement {
     sid       = "KafkaConsume"
     actions   = ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"]
-    resources = [for t in ["requests", "by_tenant", "usage", "results"] : "${local.msk_topic_prefix}/${local.topic[t]}"]
+    resources = [for t in ["requests", "by_tenant", "usage", "results", "audit"] : "${local.msk_topic_prefix}/${local.topic[t]}"]
   }
   statement {
     sid       = "KafkaProduce"

@@ -36,7 +36,8 @@ pub struct AdmissionConfig {
     /// record at a time: its counters must see records in offset order.
     #[serde(default = "default_quota_one")]
     pub quota: ProcessorConfig,
-    /// The results metering consumer (group `zenvelope-usage-results`).
+    /// The metering consumer (group `zenvelope-admission-usage`, topics `zenvelope.results` and
+    /// `zenvelope.audit`).
     #[serde(default = "default_metering_one")]
     pub metering: ProcessorConfig,
     /// Tenants by id: tier, allowed purposes and the producer keys they sign with.
@@ -75,8 +76,10 @@ pub struct TopicsConfig {
     pub rejections: String,
     /// The compacted usage counters (also the quota state).
     pub usage: String,
-    /// Sealed answers, metered by the results stage.
+    /// Sealed answers, metered by the metering stage.
     pub results: String,
+    /// Audit events: the metering stage reads model tokens off disclosure receipts.
+    pub audit: String,
 }
 
 impl Default for TopicsConfig {
@@ -88,6 +91,7 @@ impl Default for TopicsConfig {
             rejections: topic::REJECTIONS.to_owned(),
             usage: topic::USAGE.to_owned(),
             results: topic::RESULTS.to_owned(),
+            audit: topic::AUDIT.to_owned(),
         }
     }
 }
@@ -144,7 +148,10 @@ fn default_quota() -> ProcessorConfig {
     )
 }
 fn default_metering() -> ProcessorConfig {
-    ProcessorConfig::new("zenvelope-usage-results", vec![topic::RESULTS.to_owned()])
+    ProcessorConfig::new(
+        "zenvelope-admission-usage",
+        vec![topic::RESULTS.to_owned(), topic::AUDIT.to_owned()],
+    )
 }
 fn default_max_request_bytes() -> usize {
     zenvelope_envelope::Limits::default().max_envelope_bytes + 5

@@ -1,28 +1,34 @@
-//! Usage metering of answers: counts the sealed results and errors on the results topic
-//! per tenant and period (public headers and sizes only), into results partials on the
-//! usage topic.
+//! Usage metering of answers and model tokens: counts the sealed results and errors on
+//! the results topic (public headers and sizes only) and the token counts the enclave
+//! reports on its disclosure receipts (audit topic), per tenant and period, into `results`
+//! and `tokens` partials on the usage topic.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use zenvelope_runtime::{Disposition, Handler, Inbound};
 use zenvelope_schemas::names::header;
-use zenvelope_schemas::{SchemaCodec, UsageCounter};
+use zenvelope_schemas::{AuditEvent, AuditOperation, SchemaCodec, UsageCounter};
 
 use crate::config::{Tenant, TopicsConfig};
 use crate::counters::Counters;
 
 /// `source` of the results partials.
 pub const SOURCE_RESULTS: &str = "results";
+/// `source` of the token partials.
+pub const SOURCE_TOKENS: &str = "tokens";
 
 /// The metering stage's handler.
 pub struct ResultsMetering {
     tenants: Arc<BTreeMap<String, Tenant>>,
+    audit_topic: String,
+    codec: Arc<SchemaCodec>,
     counters: Counters,
 }
 
 impl ResultsMetering {
-    /// A handler metering answers for `tenants` into `topics.usage`.
+    /// A handler metering answers (on `topics.results`) and tokens (on `topics.audit`)
+    /// for `tenants` into `topics.usage`.
     pub fn new(
         kafka: zenvelope_runtime::KafkaConfig,
         tenants: Arc<BTreeMap<String, Tenant>>,
@@ -31,28 +37,28 @@ impl ResultsMetering {
     ) -> Self {
         Self {
             tenants,
-            counters: Counters::new(kafka, topics.usage.clone(), codec),
+            audit_topic: topics.audit.clone(),
+            counters: Counters::new(kafka, topics.usage.clone(), codec.clone()),
+            codec,
         }
     }
-}
 
-impl Handler for ResultsMetering {
-    async fn handle(&self, msg: Arc<Inbound>) -> Disposition {
-        let tenant_id = msg
-            .header(header::TENANT)
-            .and_then(|v| std::str::from_utf8(v).ok());
-        let kind = msg.header(header::KIND);
-        // Answers of tenants admission does not know (or records without the host's
-        // headers) are not metered here; they are not errors of this stage.
-        let (Some(tenant_id), Some(kind)) = (tenant_id, kind) else {
-            return Disposition::Produce(Vec::new());
-        };
+    /// Adds what `apply` counts to the `source` partial of `tenant_id` for `msg`'s period
+    /// and partition, once per input offset.
+    async fn count(
+        &self,
+        msg: &Inbound,
+        tenant_id: &str,
+        source: &str,
+        apply: impl FnOnce(&mut UsageCounter),
+    ) -> Disposition {
+        // Tenants admission does not know are not metered here; not an error of this stage.
         let Some(tenant) = self.tenants.get(tenant_id) else {
             return Disposition::Produce(Vec::new());
         };
         let at_ms = msg.timestamp_ms.unwrap_or_else(crate::now_ms);
         let period = tenant.tier.window().period(at_ms);
-        let key = UsageCounter::key(tenant_id, &period.name, SOURCE_RESULTS, msg.partition);
+        let key = UsageCounter::key(tenant_id, &period.name, source, msg.partition);
         let mut state = match self.counters.lock().await {
             Ok(s) => s,
             Err(e) => {
@@ -65,23 +71,19 @@ impl Handler for ResultsMetering {
         let mut c = state.get(&key).cloned().unwrap_or_else(|| UsageCounter {
             tenant: tenant_id.to_owned(),
             period: period.name.clone(),
-            source: SOURCE_RESULTS.to_owned(),
+            source: source.to_owned(),
             input_partition: msg.partition,
             applied_offset: -1,
             last_admitted_offset: -1,
             ..UsageCounter::default()
         });
         if msg.offset <= c.applied_offset {
+            // Counted before a restart; not again.
             return Disposition::Produce(Vec::new());
         }
         c.applied_offset = msg.offset;
         c.updated_at_ms = crate::now_ms();
-        match kind {
-            b"RESULT" => c.results += 1,
-            b"ERROR" => c.errors += 1,
-            _ => return Disposition::Produce(Vec::new()),
-        }
-        c.result_bytes += i64::try_from(msg.payload.len()).unwrap_or(i64::MAX);
+        apply(&mut c);
         match self.counters.record(&key, &c).await {
             Ok(record) => {
                 state.insert(key, c);
@@ -90,6 +92,56 @@ impl Handler for ResultsMetering {
             Err(e) => {
                 Disposition::retry("usage_state", format!("Cannot encode the usage state: {e}"))
             }
+        }
+    }
+
+    async fn answer(&self, msg: &Inbound) -> Disposition {
+        let tenant = msg
+            .header(header::TENANT)
+            .and_then(|v| std::str::from_utf8(v).ok());
+        let (Some(tenant), Some(kind)) = (tenant, msg.header(header::KIND)) else {
+            return Disposition::Produce(Vec::new());
+        };
+        let bytes = i64::try_from(msg.payload.len()).unwrap_or(i64::MAX);
+        let (results, errors) = match kind {
+            b"RESULT" => (1, 0),
+            b"ERROR" => (0, 1),
+            _ => return Disposition::Produce(Vec::new()),
+        };
+        self.count(msg, tenant, SOURCE_RESULTS, |c| {
+            c.results += results;
+            c.errors += errors;
+            c.result_bytes += bytes;
+        })
+        .await
+    }
+
+    async fn tokens(&self, msg: &Inbound) -> Disposition {
+        // Audit events this stage cannot read are the audit sink's business, not ours.
+        let Ok(event) = self.codec.decode::<AuditEvent>(&msg.payload).await else {
+            return Disposition::Produce(Vec::new());
+        };
+        let tokens = match (&event.operation, &event.disclosure) {
+            (AuditOperation::Disclosure, Some(d)) => d.tokens.clone(),
+            _ => None,
+        };
+        let Some(t) = tokens else {
+            return Disposition::Produce(Vec::new());
+        };
+        self.count(msg, &event.tenant, SOURCE_TOKENS, |c| {
+            c.input_tokens += t.input_tokens;
+            c.output_tokens += t.output_tokens;
+        })
+        .await
+    }
+}
+
+impl Handler for ResultsMetering {
+    async fn handle(&self, msg: Arc<Inbound>) -> Disposition {
+        if msg.topic == self.audit_topic {
+            self.tokens(&msg).await
+        } else {
+            self.answer(&msg).await
         }
     }
 

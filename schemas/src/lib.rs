@@ -78,5 +78,5 @@ pub use records::{
     AuditOperation, BinaryInput, DeadLetter, Disclosure, FinishReason, KeyAlgorithm,
     KeyDirectoryEntry, KeyPurpose, KeyStatus, ModelPreferences, Outcome, PurposeOfUse,
     RECEIPT_DIGEST_LABEL, ReceiptCheck, ReceiptSignature, Record, Rejection, RequestLimits,
-    TextInput, TokenUsage, UsageCounter,
+    TextInput, TokenCount, TokenUsage, UsageCounter,
 };

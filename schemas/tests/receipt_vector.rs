@@ -59,6 +59,7 @@ fn receipt_of(v: &Value) -> AuditEvent {
                 algorithm: KeyAlgorithm::from_symbol(&text(s, "algorithm")).expect("algorithm"),
                 value: hex::decode(text(s, "value_hex")).expect("hex"),
             }),
+            tokens: None,
         }),
     }
 }

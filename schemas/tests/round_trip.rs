@@ -139,6 +139,7 @@ fn audit_event() -> impl Strategy<Value = AuditEvent> {
                 model,
                 purpose,
                 signature,
+                tokens: None,
             },
         ),
     );
@@ -345,6 +346,10 @@ fn sample_audit() -> AuditEvent {
                 key_version: 1,
                 algorithm: KeyAlgorithm::EcdsaP256Sha256,
                 value: vec![7; 64],
+            }),
+            tokens: Some(TokenCount {
+                input_tokens: 812,
+                output_tokens: 95,
             }),
         }),
     }

@@ -709,3 +709,211 @@ async fn a_poison_message_is_redriven_once_fixed_and_a_loop_is_refused() -> Resu
     admission.stop().await?;
     Ok(())
 }
+
+/// `GET path` on `addr`; the status code and the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status line")?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    Ok((status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_and_tokens_are_metered_and_served_to_dashboards() -> Result<()> {
+    use zenvelope_schemas::{
+        AuditEvent, AuditOperation, Disclosure, Outcome, PurposeOfUse, TokenCount,
+    };
+    let fx = Fixture::start().await?;
+    zenvelope_runtime::ensure_topics(&fx.kafka, &[(topic::AUDIT, 1)]).await?;
+    let port = zenvelope_tests::free_port()?;
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut config = fx.config(true);
+    config.http.listen = Some(addr);
+    // The binary accepts the same configuration (and reads every producer key).
+    let file = fx.dir.path().join("admission.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[kafka]\nbootstrap_servers = {:?}\n[http]\nlisten = \"{addr}\"\n[tenants.{FREE}]\ntier = \"free\"\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[[tenants.{FREE}.producer_keys]]\nkey_id = \"journal-backend\"\nkey_version = 1\nspki_der_file = {:?}\n",
+            fx.kafka.bootstrap_servers,
+            fx.dir.path().join("journal-backend-1.der"),
+        ),
+    )?;
+    let bin = zenvelope_tests::workspace_binary("zenvelope-processors", "zenvelope-admission")?;
+    let out = std::process::Command::new(&bin)
+        .arg("--config")
+        .arg(&file)
+        .arg("--check")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(String::from_utf8_lossy(&out.stdout).contains("1 tenant(s), 1 producer key(s)"));
+    let admission = fx.start_admission(config);
+
+    // Answers as the enclave host writes them (public headers, sealed bytes).
+    let answer = |kind: &str, len: usize, tenant: &str| {
+        Outbound::new(topic::RESULTS, Some(b"req".to_vec()), vec![1u8; len])
+            .with_header(header::TENANT, tenant)
+            .with_header(header::KIND, kind)
+    };
+    for o in [
+        answer("RESULT", 100, FREE),
+        answer("RESULT", 100, FREE),
+        answer("RESULT", 100, FREE),
+        answer("ERROR", 50, FREE),
+        answer("RESULT", 999, "not-ours"),
+    ] {
+        fx.producer.send(o).await?;
+    }
+    // Disclosure receipts: one with token counts, one without.
+    for tokens in [
+        Some(TokenCount {
+            input_tokens: 812,
+            output_tokens: 95,
+        }),
+        None,
+    ] {
+        let event = AuditEvent {
+            event_id: uuid::Uuid::now_v7(),
+            occurred_at_ms: 1_795_400_000_000,
+            tenant: FREE.into(),
+            subject: "sp1_x".into(),
+            operation: AuditOperation::Disclosure,
+            message_id: None,
+            correlation_id: None,
+            actor: "enclave-app".into(),
+            outcome: Outcome::Success,
+            reason_code: None,
+            enclave_measurement: None,
+            key_id: None,
+            key_version: None,
+            request_sha256: None,
+            result_sha256: None,
+            disclosure: Some(Disclosure {
+                provider: "openai".into(),
+                model: "gpt-x".into(),
+                purpose: PurposeOfUse::IndividualRequest,
+                signature: None,
+                tokens,
+            }),
+        };
+        let value = fx.codec.encode(Subject::AuditValue, &event).await?;
+        fx.producer
+            .send(Outbound::new(topic::AUDIT, Some(b"sp1_x".to_vec()), value))
+            .await?;
+    }
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let usage = loop {
+        let all =
+            zenvelope_processors::usage::read(&fx.kafka, &fx.codec, topic::USAGE, Some(FREE), None)
+                .await?;
+        if let Some(u) = all.first()
+            && u.results == 3
+            && u.errors == 1
+            && u.input_tokens == 812
+        {
+            break u.clone();
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "usage not metered: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    ensure!(
+        (usage.result_bytes, usage.output_tokens, usage.requests) == (350, 95, 0),
+        "{usage:?}"
+    );
+    let others = zenvelope_processors::usage::read(
+        &fx.kafka,
+        &fx.codec,
+        topic::USAGE,
+        Some("not-ours"),
+        None,
+    )
+    .await?;
+    ensure!(
+        others.is_empty(),
+        "an unknown tenant is not metered: {others:?}"
+    );
+
+    // The dashboard endpoint.
+    let (status, body) = http_get(addr, "/v1/health").await?;
+    ensure!(status == 200 && body.contains("\"ok\""), "{status} {body}");
+    let (status, body) = http_get(addr, &format!("/v1/usage?tenant={FREE}")).await?;
+    ensure!(status == 200, "{status} {body}");
+    let json: serde_json::Value = serde_json::from_str(&body)?;
+    let row = &json["usage"][0];
+    ensure!(
+        row["tenant"] == FREE && row["results"] == 3 && row["errors"] == 1,
+        "{json}"
+    );
+    ensure!(
+        row["input_tokens"] == 812 && row["output_tokens"] == 95 && row["result_bytes"] == 350,
+        "{json}"
+    );
+    ensure!(
+        http_get(addr, "/v1/usage?tenant=nobody")
+            .await?
+            .1
+            .contains("\"usage\":[]")
+    );
+    ensure!(http_get(addr, "/nope").await?.0 == 404);
+
+    // The same figures from the CLI, as a script reads them.
+    let cli = zenvelope_tests::workspace_binary("zenvelope-cli", "zenvelope")?;
+    let out = std::process::Command::new(&cli)
+        .args([
+            "usage",
+            "--bootstrap",
+            &fx.kafka.bootstrap_servers,
+            "--tenant",
+            FREE,
+            "--json",
+        ])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        json[0]["results"] == 3 && json[0]["input_tokens"] == 812,
+        "{json}"
+    );
+    let out = std::process::Command::new(&cli)
+        .args(["dlq", "list", "--bootstrap", &fx.kafka.bootstrap_servers])
+        .output()?;
+    ensure!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("0 dead letter(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = std::process::Command::new(&cli)
+        .args(["dlq", "redrive", "--bootstrap", &fx.kafka.bootstrap_servers])
+        .output()?;
+    ensure!(
+        out.status.code() == Some(2)
+            && String::from_utf8_lossy(&out.stderr).contains("--at or --reason"),
+        "{out:?}"
+    );
+    admission.stop().await?;
+    Ok(())
+}

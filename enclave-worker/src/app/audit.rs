@@ -100,6 +100,7 @@ impl<'a> AuditContext<'a> {
             model: model.to_owned(),
             purpose: PurposeOfUse::from(purpose),
             signature: None,
+            tokens: None,
         });
         event
     }

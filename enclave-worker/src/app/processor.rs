@@ -13,7 +13,7 @@ use zenvelope_schemas::framing::{MAGIC_BYTE, frame};
 use zenvelope_schemas::names::media_type;
 use zenvelope_schemas::{
     AnalysisInput, AnalysisRequest, AnalysisResult, AuditEvent, AuditOperation, FinishReason,
-    Outcome as AuditOutcome, SchemaCodec, SchemaId, Subject, TokenUsage,
+    Outcome as AuditOutcome, SchemaCodec, SchemaId, Subject, TokenCount, TokenUsage,
 };
 use zeroize::{Zeroize, Zeroizing};
 
@@ -456,6 +456,17 @@ impl Processor {
         }
         .emit();
 
+        // Token counts are metering data (no PHI): they go on the disclosure receipt.
+        let tokens = match &response {
+            Ok(r) => match (r.input_tokens, r.output_tokens) {
+                (Some(i), Some(o)) => Some(TokenCount {
+                    input_tokens: i64::try_from(i).unwrap_or(i64::MAX),
+                    output_tokens: i64::try_from(o).unwrap_or(i64::MAX),
+                }),
+                _ => None,
+            },
+            Err(_) => None,
+        };
         let (fields, plaintext, failure, disclosed_model) = match response {
             Ok(response) => {
                 let disclosed_model = response.model.clone();
@@ -511,13 +522,16 @@ impl Processor {
         let bytes = self.frame_result(&sealed).await?;
         let result_sha256 = sha256_hex(&bytes);
         let ctx = self.context_of(header, &trace.request_sha256);
-        let receipt = ctx.disclosure(
+        let mut receipt = ctx.disclosure(
             provider,
             &disclosed_model,
             header.purpose,
             Some(result_sha256.as_str()),
             failure,
         );
+        if let Some(d) = receipt.disclosure.as_mut() {
+            d.tokens = tokens;
+        }
         let worker = self.inner.clone();
         let receipt = tokio::task::spawn_blocking(move || sign_receipt(receipt, &worker.signer))
             .await

@@ -102,6 +102,20 @@ pub struct Disclosure {
     /// The enclave fleet's signature over the receipt ([`AuditEvent::receipt_digest`]);
     /// `None` in receipts written before receipts were signed.
     pub signature: Option<ReceiptSignature>,
+    /// Token counts of the call, when the provider reported them (usage metering; not
+    /// covered by the receipt signature).
+    #[avro(default = "null")]
+    pub tokens: Option<TokenCount>,
+}
+
+/// Model tokens of one call, as the provider reported them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.zenvelope.v1")]
+pub struct TokenCount {
+    /// Tokens in the prompt.
+    pub input_tokens: i64,
+    /// Tokens generated.
+    pub output_tokens: i64,
 }
 
 /// A signature over a disclosure receipt by the enclave fleet's result-signing key.
@@ -309,6 +323,7 @@ mod tests {
                 model: "gpt-4o-mini".to_owned(),
                 purpose: PurposeOfUse::Treatment,
                 signature: None,
+                tokens: None,
             }),
         }
     }

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 pub use audit::{
     AuditEvent, AuditOperation, Disclosure, Outcome, PurposeOfUse, RECEIPT_DIGEST_LABEL,
-    ReceiptCheck, ReceiptSignature,
+    ReceiptCheck, ReceiptSignature, TokenCount,
 };
 pub use dead_letter::DeadLetter;
 pub use key_directory::{
