@@ -189,6 +189,11 @@ impl AdmissionConfig {
     /// Reads every tenant's keys and checks the values serde cannot: known purposes,
     /// readable keys, a quota stage that takes one record at a time.
     pub fn tenants(&self) -> Result<BTreeMap<String, Tenant>, Error> {
+        if self.kafka.transactional_id.is_some() {
+            return Err(Error::Config(
+                "kafka.transactional_id is not supported by admission: its three loops would share (and fence) one id, and its counters do not rely on transactions".to_owned(),
+            ));
+        }
         if self.quota.max_in_flight != 1 {
             return Err(Error::Config(
                 "quota.max_in_flight must be 1: the quota counters count records in offset order"

@@ -39,13 +39,37 @@ impl Counters {
         self.stale.store(true, Ordering::SeqCst);
     }
 
+    /// Locks the state, restoring it from the topic first if it is stale. While the
+    /// topic cannot be read, waits and tries again (a request is never refused or
+    /// dead-lettered because the state store is away); `None` once `shutdown` is
+    /// cancelled (the record is then left for redelivery).
+    pub(crate) async fn lock_or_wait(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::sync::MutexGuard<'_, HashMap<String, UsageCounter>>> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.lock().await {
+                Ok(state) => return Some(state),
+                Err(error) => {
+                    tracing::warn!(%error, "Usage state unavailable; waiting before trying again.");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
     /// Locks the state, restoring it from the topic first if it is stale.
     pub(crate) async fn lock(
         &self,
     ) -> Result<tokio::sync::MutexGuard<'_, HashMap<String, UsageCounter>>, Error> {
         let mut state = self.state.lock().await;
         if self.stale.swap(false, Ordering::SeqCst) {
-            match read_all(&self.kafka, &self.topic, &self.codec).await {
+            match read_all(&self.kafka, &self.topic, &self.codec, true).await {
                 Ok(latest) => {
                     tracing::info!(keys = latest.len(), topic = %self.topic, "Usage counters restored.");
                     metrics::counter!(METRIC_RESTORES).increment(1);
@@ -75,19 +99,23 @@ impl Counters {
     }
 }
 
-/// The latest value of every key on the usage `topic` (undecodable records are skipped
-/// with a warning; the topic is compacted, so this is a small read).
+/// The value of every key on the usage `topic` with the highest `applied_offset` (a late
+/// write of a previous owner cannot roll a counter back while the newer record is still
+/// on the topic). `strict` (the stages' state): an unknown topic or an undecodable record
+/// is an error, never a silently smaller count; otherwise (reports) an unknown topic is
+/// no usage and an undecodable record is skipped with a warning.
 pub(crate) async fn read_all(
     kafka: &KafkaConfig,
     topic: &str,
     codec: &SchemaCodec,
+    strict: bool,
 ) -> Result<HashMap<String, UsageCounter>, Error> {
-    let mut latest = HashMap::new();
+    let mut latest: HashMap<String, UsageCounter> = HashMap::new();
     let mut reader =
         match RangeReader::open(kafka, topic, ReadFrom::Beginning, ReadTo::Watermark).await {
             Ok(r) => r.with_idle_timeout(Duration::from_secs(30)),
             // Nothing counted yet.
-            Err(zenvelope_runtime::Error::UnknownTopic { .. }) => return Ok(latest),
+            Err(zenvelope_runtime::Error::UnknownTopic { .. }) if !strict => return Ok(latest),
             Err(e) => return Err(e.into()),
         };
     while let Some(record) = reader.next().await? {
@@ -104,8 +132,14 @@ pub(crate) async fn read_all(
         }
         match codec.decode::<UsageCounter>(&record.payload).await {
             Ok(c) => {
-                latest.insert(key, c);
+                if latest
+                    .get(&key)
+                    .is_none_or(|old| c.applied_offset >= old.applied_offset)
+                {
+                    latest.insert(key, c);
+                }
             }
+            Err(error) if strict => return Err(error.into()),
             Err(error) => {
                 tracing::warn!(%error, partition = record.partition, offset = record.offset, "Skipping an unreadable usage record.");
             }

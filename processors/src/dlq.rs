@@ -112,8 +112,12 @@ async fn read(
             .ok();
         let not_redrivable = if letter.original_value.is_empty() {
             Some("the dead letter does not hold the original value (it was too large)".to_owned())
-        } else if letter.original_topic == dlq_topic {
-            Some("it came from the DLQ itself".to_owned())
+        } else if target(&letter.original_topic).is_none() {
+            Some(format!(
+                "it came from {}; redrive only sends requests back to {}",
+                letter.original_topic,
+                topic::REQUESTS
+            ))
         } else if letter.redrive_count >= max_redrives {
             Some(format!(
                 "it was redriven {} times already (limit {max_redrives}); fix the cause and raise --max-redrives to force it",
@@ -147,7 +151,48 @@ async fn read(
             });
         }
     }
+    supersede(&mut out);
     Ok(out)
+}
+
+/// Where a redrive sends a letter's value: back to the requests topic, so every check
+/// runs again (a letter from admission's repartition topic or from the admitted topic
+/// included); letters from other topics are not redriven.
+fn target(original_topic: &str) -> Option<&'static str> {
+    [topic::REQUESTS, topic::ADMISSION_BY_TENANT, topic::ADMITTED]
+        .contains(&original_topic)
+        .then_some(topic::REQUESTS)
+}
+
+/// One message that failed several times (redriven, or dead-lettered twice) has several
+/// letters: only the newest (highest redrive count, then latest position) is redrivable,
+/// so running the same redrive again does not multiply the message.
+fn supersede(letters: &mut [Letter]) {
+    use sha2::Digest as _;
+    let mut newest: std::collections::HashMap<[u8; 32], (i32, i32, i64)> =
+        std::collections::HashMap::new();
+    let hashes: Vec<[u8; 32]> = letters
+        .iter()
+        .map(|l| sha2::Sha256::digest(&l.letter.original_value).into())
+        .collect();
+    for (l, h) in letters.iter().zip(&hashes) {
+        let rank = (l.entry.redrive_count, l.entry.partition, l.entry.offset);
+        let best = newest.entry(*h).or_insert(rank);
+        if rank > *best {
+            *best = rank;
+        }
+    }
+    for (l, h) in letters.iter_mut().zip(&hashes) {
+        if l.letter.original_value.is_empty() {
+            continue;
+        }
+        let (_, p, o) = newest[h];
+        if (l.entry.partition, l.entry.offset) != (p, o) && l.entry.not_redrivable.is_none() {
+            l.entry.not_redrivable = Some(format!(
+                "superseded by the newer dead letter of the same message at {p}:{o}"
+            ));
+        }
+    }
 }
 
 /// The dead letters matching `sel`, oldest first per partition.
@@ -209,9 +254,22 @@ pub async fn redrive(
                 header::REDRIVE_COUNT.to_owned(),
                 (l.letter.redrive_count + 1).to_string().into_bytes(),
             ));
+            // Records of admission's own topics are keyed by tenant: requests are keyed by
+            // the subject pseudonym, which the dead letter's headers carry.
+            let key = if l.letter.original_topic == topic::REQUESTS {
+                l.letter.original_key.clone()
+            } else {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == header::SUBJECT)
+                    .map(|(_, v)| v.clone())
+                    .or_else(|| l.letter.original_key.clone())
+            };
             let out = Outbound {
-                topic: l.letter.original_topic.clone(),
-                key: l.letter.original_key.clone(),
+                topic: target(&l.letter.original_topic)
+                    .unwrap_or(topic::REQUESTS)
+                    .to_owned(),
+                key,
                 payload: l.letter.original_value.clone(),
                 headers,
             };

@@ -24,6 +24,7 @@ pub struct ResultsMetering {
     audit_topic: String,
     codec: Arc<SchemaCodec>,
     counters: Counters,
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl ResultsMetering {
@@ -34,12 +35,14 @@ impl ResultsMetering {
         tenants: Arc<BTreeMap<String, Tenant>>,
         topics: &TopicsConfig,
         codec: Arc<SchemaCodec>,
+        shutdown: tokio_util::sync::CancellationToken,
     ) -> Self {
         Self {
             tenants,
             audit_topic: topics.audit.clone(),
             counters: Counters::new(kafka, topics.usage.clone(), codec.clone()),
             codec,
+            shutdown,
         }
     }
 
@@ -59,14 +62,8 @@ impl ResultsMetering {
         let at_ms = msg.timestamp_ms.unwrap_or_else(crate::now_ms);
         let period = tenant.tier.window().period(at_ms);
         let key = UsageCounter::key(tenant_id, &period.name, source, msg.partition);
-        let mut state = match self.counters.lock().await {
-            Ok(s) => s,
-            Err(e) => {
-                return Disposition::retry(
-                    "usage_state",
-                    format!("Cannot read the usage state: {e}"),
-                );
-            }
+        let Some(mut state) = self.counters.lock_or_wait(&self.shutdown).await else {
+            return Disposition::Abandon;
         };
         let mut c = state.get(&key).cloned().unwrap_or_else(|| UsageCounter {
             tenant: tenant_id.to_owned(),

@@ -23,6 +23,7 @@ pub struct QuotaStage {
     topics: TopicsConfig,
     codec: Arc<SchemaCodec>,
     counters: Counters,
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl QuotaStage {
@@ -32,6 +33,7 @@ impl QuotaStage {
         tenants: Arc<BTreeMap<String, Tenant>>,
         topics: TopicsConfig,
         codec: Arc<SchemaCodec>,
+        shutdown: tokio_util::sync::CancellationToken,
     ) -> Self {
         let counters = Counters::new(kafka, topics.usage.clone(), codec.clone());
         Self {
@@ -39,6 +41,7 @@ impl QuotaStage {
             topics,
             codec,
             counters,
+            shutdown,
         }
     }
 
@@ -52,7 +55,6 @@ impl QuotaStage {
         tenant_id: &str,
         subject: &str,
         period: &crate::Period,
-        at_ms: i64,
         state: Option<Outbound>,
     ) -> Disposition {
         let refusal = Refusal {
@@ -69,7 +71,7 @@ impl QuotaStage {
             tenant: Some(tenant_id.to_owned()),
             subject: Some(subject.to_owned()),
         };
-        let retry_after = Some(period.ends_at_ms - at_ms);
+        let retry_after = Some((period.ends_at_ms - crate::now_ms()).max(0));
         match refuse(&self.codec, &self.topics, msg, named, refusal, retry_after).await {
             Disposition::DeadLetter {
                 reason_code,
@@ -97,6 +99,13 @@ impl QuotaStage {
     }
 }
 
+/// The message id stage 1 put in the headers (from the verified envelope).
+fn message_id(msg: &Inbound) -> Option<[u8; 16]> {
+    text(msg, header::MESSAGE_ID)
+        .and_then(|t| uuid::Uuid::parse_str(t).ok())
+        .map(|u| *u.as_bytes())
+}
+
 fn text<'a>(msg: &'a Inbound, name: &str) -> Option<&'a str> {
     msg.header(name).and_then(|v| std::str::from_utf8(v).ok())
 }
@@ -122,14 +131,8 @@ impl Handler for QuotaStage {
         let at_ms = msg.timestamp_ms.unwrap_or_else(crate::now_ms);
         let period = tenant.tier.window().period(at_ms);
         let key = UsageCounter::key(tenant_id, &period.name, SOURCE_ADMISSION, msg.partition);
-        let mut state = match self.counters.lock().await {
-            Ok(s) => s,
-            Err(e) => {
-                return Disposition::retry(
-                    "usage_state",
-                    format!("Cannot read the quota state: {e}"),
-                );
-            }
+        let Some(mut state) = self.counters.lock_or_wait(&self.shutdown).await else {
+            return Disposition::Abandon;
         };
         let mut c = state.get(&key).cloned().unwrap_or_else(|| UsageCounter {
             tenant: tenant_id.to_owned(),
@@ -149,16 +152,41 @@ impl Handler for QuotaStage {
                 return Disposition::Produce(vec![self.admitted(&msg, subject)]);
             }
             return self
-                .refuse_quota(&msg, tenant, tenant_id, subject, &period, at_ms, None)
+                .refuse_quota(&msg, tenant, tenant_id, subject, &period, None)
                 .await;
         }
+        // Every admission partial of this tenant and period (other partitions too: the
+        // partition count may have changed, or another owner counted before a rebalance).
+        let partials = || {
+            state.values().filter(|p| {
+                p.tenant == tenant_id && p.period == period.name && p.source == SOURCE_ADMISSION
+            })
+        };
+        let id = message_id(&msg);
+        if id.is_some_and(|id| partials().any(|p| p.admitted_recently(&id))) {
+            // The same request forwarded twice by the first stage (its offsets were not
+            // committed before a rebalance) or sent again by the client: admitted once,
+            // counted once. The enclave drops the duplicate.
+            drop(state);
+            Decided {
+                stage: "quota",
+                outcome: "duplicate",
+                reason: "",
+            }
+            .emit();
+            return Disposition::Produce(vec![self.admitted(&msg, subject)]);
+        }
+        let used: i64 = partials().map(|p| p.requests).sum();
         c.applied_offset = msg.offset;
         c.updated_at_ms = crate::now_ms();
-        let admit = tenant.tier.quota().is_none_or(|q| c.requests < q);
+        let admit = tenant.tier.quota().is_none_or(|q| used < q);
         if admit {
             c.requests += 1;
             c.request_bytes += i64::try_from(msg.payload.len()).unwrap_or(i64::MAX);
             c.last_admitted_offset = msg.offset;
+            if let Some(id) = id {
+                c.remember(&id);
+            }
         } else {
             c.quota_rejected += 1;
         }
@@ -182,16 +210,8 @@ impl Handler for QuotaStage {
             .emit();
             Disposition::Produce(vec![self.admitted(&msg, subject), record])
         } else {
-            self.refuse_quota(
-                &msg,
-                tenant,
-                tenant_id,
-                subject,
-                &period,
-                at_ms,
-                Some(record),
-            )
-            .await
+            self.refuse_quota(&msg, tenant, tenant_id, subject, &period, Some(record))
+                .await
         }
     }
 

@@ -73,16 +73,23 @@ pub async fn run(config: AdmissionConfig, shutdown: CancellationToken) -> Result
     };
     tracing::info!(tenants = tenants.len(), "Admission starting.");
     let check = AdmissionCheck::new(tenants.clone(), t.clone(), codec.clone());
+    // One loop failing to start stops the others.
+    let stop_all = shutdown.child_token();
     let quota = QuotaStage::new(
         config.kafka.clone(),
         tenants.clone(),
         t.clone(),
         codec.clone(),
+        stop_all.clone(),
     );
-    let metering = ResultsMetering::new(config.kafka.clone(), tenants, t, codec.clone());
+    let metering = ResultsMetering::new(
+        config.kafka.clone(),
+        tenants,
+        t,
+        codec.clone(),
+        stop_all.clone(),
+    );
     running.store(true, Ordering::SeqCst);
-    // One loop failing to start stops the others.
-    let stop_all = shutdown.child_token();
     let (check, quota, metering) = tokio::join!(
         run_loop(&config.kafka, &config.check, &codec, check, &stop_all),
         run_loop(&config.kafka, &config.quota, &codec, quota, &stop_all),

@@ -46,7 +46,7 @@ pub async fn read(
     tenant: Option<&str>,
     period: Option<&str>,
 ) -> Result<Vec<Usage>, Error> {
-    let partials = read_all(kafka, topic, codec).await?;
+    let partials = read_all(kafka, topic, codec, false).await?;
     Ok(sum(partials.values(), tenant, period))
 }
 

@@ -270,12 +270,6 @@ impl Instance {
         self.shutdown.cancel();
         Ok(self.handle.await??)
     }
-
-    /// Stops it without a clean shutdown (like a crash: nothing drained or committed).
-    async fn crash(self) {
-        self.handle.abort();
-        let _ = self.handle.await;
-    }
 }
 
 fn identities(range: std::ops::Range<usize>) -> Vec<String> {
@@ -369,14 +363,34 @@ async fn the_quota_state_is_rebuilt_after_a_restart_and_after_a_crash() -> Resul
     fx.wait_for("60 admitted", |a, _| a.len() >= 60).await?;
     first.stop().await?;
 
-    // 30 more, and a crash while they are being handled.
-    let second = fx.start_admission(fx.config(true));
+    // 30 more to the real binary, which never commits an offset on its own (a long
+    // auto-commit interval), killed with SIGKILL while it works: its records are
+    // delivered again to the next instance, whose counters must not count them twice.
+    let file = fx.dir.path().join("crash.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[kafka]\nbootstrap_servers = {:?}\n[kafka.properties]\n\"auto.commit.interval.ms\" = \"600000\"\n[http]\n[tenants.{FREE}]\ntier = \"free\"\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[[tenants.{FREE}.producer_keys]]\nkey_id = \"journal-backend\"\nkey_version = 1\nspki_der_file = {:?}\n",
+            fx.kafka.bootstrap_servers,
+            fx.dir.path().join("journal-backend-1.der"),
+        ),
+    )?;
+    let bin = zenvelope_tests::workspace_binary("zenvelope-processors", "zenvelope-admission")?;
+    let mut second = std::process::Command::new(&bin)
+        .arg("--config")
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
     for id in identities(60..90) {
         fx.send(FREE, &id).await?;
     }
-    fx.wait_for("some of the next 30", |a, _| a.len() > 60)
-        .await?;
-    second.crash().await;
+    let crashed = fx
+        .wait_for("some of the next 30", |a, _| a.len() > 70)
+        .await;
+    second.kill()?;
+    second.wait()?;
+    crashed?;
 
     // A new instance rebuilds the counters from zenvelope.usage: the 100th is the last.
     let third = fx.start_admission(fx.config(true));
@@ -391,6 +405,8 @@ async fn the_quota_state_is_rebuilt_after_a_restart_and_after_a_crash() -> Resul
     // A redelivered record is forwarded again (the enclave drops duplicates) but never
     // counted twice: exactly 100 distinct admitted, one refused.
     ensure!(admitted.len() == 100, "{} admitted", admitted.len());
+    let forwarded = fx.read(topic::ADMITTED).await?.len();
+    println!("{forwarded} admitted records for 100 requests (redeliveries forwarded again)");
     ensure!(
         dead.len() == 1 && dead[0].reason_code == "quota_exceeded",
         "{dead:?}"
@@ -402,22 +418,80 @@ async fn the_quota_state_is_rebuilt_after_a_restart_and_after_a_crash() -> Resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_twice_is_admitted_twice_and_counted_once() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let admission = fx.start_admission(fx.config(true));
+    // The client retries one request (same envelope, same message id) twice.
+    let env = fx.sealed(
+        FREE,
+        "ada@example.org",
+        Purpose::IndividualRequest,
+        Kind::Request,
+        Some(fx.signer.clone()),
+    )?;
+    let retried = fx.produce_envelope(&env, None).await?;
+    fx.wait_for("the first copy", |a, _| a.contains(&retried))
+        .await?;
+    fx.produce_envelope(&env, None).await?;
+    fx.produce_envelope(&env, None).await?;
+    for id in identities(0..99) {
+        fx.send(FREE, &id).await?;
+    }
+    let (admitted, dead) = fx
+        .wait_for("100 distinct admitted", |a, _| a.len() >= 100)
+        .await?;
+    ensure!(
+        dead.is_empty(),
+        "the copies did not use up the quota: {dead:?}"
+    );
+    ensure!(admitted.len() == 100);
+    let copies = fx
+        .read(topic::ADMITTED)
+        .await?
+        .iter()
+        .filter(|r| r.header(header::MESSAGE_ID) == Some(retried.as_bytes()))
+        .count();
+    ensure!(
+        copies == 3,
+        "every copy is forwarded (the enclave drops duplicates): {copies}"
+    );
+    let u = fx.usage(FREE).await?;
+    ensure!((u.requests, u.quota_rejected) == (100, 0), "{u:?}");
+    // The quota is used up by 100 distinct requests: the next one is refused.
+    fx.send(FREE, "late@example.org").await?;
+    let (_, dead) = fx
+        .wait_for("the 101st refused", |_, d| !d.is_empty())
+        .await?;
+    ensure!(dead[0].reason_code == "quota_exceeded");
+    admission.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_tenants_and_the_quota_holds() -> Result<()> {
     let fx = Fixture::start().await?;
     let a = fx.start_admission(fx.config(true));
     let b = fx.start_admission(fx.config(true));
-    // Many users: their requests spread over every request partition, so both
-    // instances' check stages see the free tenant; one quota stage owns it.
+    // Many users: their requests spread over every request partition; the two instances
+    // split the partitions of both stages between them.
     let mut free = BTreeSet::new();
     let mut pro = BTreeSet::new();
-    for id in identities(0..130) {
+    for id in identities(0..70) {
         free.insert(fx.send(FREE, &id).await?);
     }
     for id in identities(0..20) {
         pro.insert(fx.send(PRO, &id).await?);
     }
+    fx.wait_for("70 free and 20 pro admitted", |a, _| a.len() >= 90)
+        .await?;
+    // One instance leaves mid-day: the other takes over its partitions, rebuilds the
+    // counters from zenvelope.usage (whoever counted so far) and goes on from there.
+    let sa = a.stop().await?;
+    for id in identities(70..130) {
+        free.insert(fx.send(FREE, &id).await?);
+    }
     let (admitted, dead) = fx
-        .wait_for("the quota reached with both instances", |a, d| {
+        .wait_for("the quota reached after the hand-over", |a, d| {
             a.len() >= 120 && d.len() >= 30
         })
         .await?;
@@ -435,10 +509,15 @@ async fn two_instances_share_the_tenants_and_the_quota_holds() -> Result<()> {
     );
     let u = fx.usage(FREE).await?;
     ensure!((u.requests, u.quota_rejected) == (100, 30), "{u:?}");
-    let (sa, sb) = (a.stop().await?, b.stop().await?);
+    let sb = b.stop().await?;
+    let work = |s: &Summary| s.check.processed + s.quota.processed;
     ensure!(
-        sa.check.processed > 0 && sb.check.processed > 0,
-        "both instances checked requests: {sa:?} {sb:?}"
+        work(&sa) > 0 && work(&sb) > 0,
+        "both instances did part of the work: {sa:?} {sb:?}"
+    );
+    ensure!(
+        sb.quota.processed > 0,
+        "the remaining instance counted after the hand-over: {sb:?}"
     );
     Ok(())
 }

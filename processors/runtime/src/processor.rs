@@ -737,8 +737,8 @@ async fn dlq_record<H: Handler>(
         redrive_count: inbound
             .header(names::header::REDRIVE_COUNT)
             .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
+            .and_then(|v| v.parse::<u16>().ok())
+            .map_or(0, i32::from),
     };
     let payload = shared.codec.encode(Subject::DlqValue, &letter).await?;
     // Keep the original headers (tenant, kind, ids) for redrive; replace any old reason.

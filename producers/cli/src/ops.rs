@@ -69,7 +69,7 @@ Examples:
   zenvelope dlq list --bootstrap kafka:9092 --reason untrusted_signer --since 2026-11-23T00:00:00Z
   zenvelope dlq show --bootstrap kafka:9092 0:42
   zenvelope dlq redrive --bootstrap kafka:9092 --reason untrusted_signer --dry-run
-  zenvelope dlq redrive --bootstrap kafka:9092 --at 0:42 --yes
+  zenvelope dlq redrive --bootstrap kafka:9092 --at 0:42
 
 Exit status: 0 done; 1 (redrive) some selected dead letters were refused; 2 the command
 could not run.

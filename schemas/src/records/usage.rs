@@ -22,6 +22,11 @@ pub struct UsageCounter {
     /// Admission partials: the offset of the last request admitted (-1: none).
     #[avro(default = "-1")]
     pub last_admitted_offset: i64,
+    /// Admission partials: the message ids (16 bytes each, oldest first) of the last
+    /// [`UsageCounter::RECENT_IDS`] requests admitted.
+    #[avro(with, default = "\"\"")]
+    #[serde(with = "apache_avro::serde::bytes")]
+    pub recent_message_ids: Vec<u8>,
     /// Requests admitted.
     #[avro(default = "0")]
     pub requests: i64,
@@ -52,6 +57,24 @@ pub struct UsageCounter {
 }
 
 impl UsageCounter {
+    /// How many recent message ids an admission partial remembers.
+    pub const RECENT_IDS: usize = 256;
+
+    /// Whether `id` is among the recently admitted message ids.
+    pub fn admitted_recently(&self, id: &[u8; 16]) -> bool {
+        self.recent_message_ids.chunks_exact(16).any(|c| c == id)
+    }
+
+    /// Remembers `id` as admitted, forgetting the oldest beyond [`Self::RECENT_IDS`].
+    pub fn remember(&mut self, id: &[u8; 16]) {
+        self.recent_message_ids.extend_from_slice(id);
+        let excess = self
+            .recent_message_ids
+            .len()
+            .saturating_sub(16 * Self::RECENT_IDS);
+        self.recent_message_ids.drain(..excess);
+    }
+
     /// The record key of a partial: `tenant/period/source/partition`.
     pub fn key(tenant: &str, period: &str, source: &str, partition: i32) -> String {
         format!("{tenant}/{period}/{source}/{partition}")
