@@ -37,6 +37,7 @@ acls=(
   "admission     Read,Describe   topic:zenvelope.audit"
   "admission     Read,Describe   topic:zenvelope.results"
   "admission     Read            prefixed-group:zenvelope-admission"
+  "admission     Read            group:zenvelope-range-reader"
   "admission     IdempotentWrite cluster:kafka-cluster"
 
   "audit-sink    Read,Describe   topic:zenvelope.audit"

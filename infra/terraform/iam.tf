@@ -172,9 +172,11 @@ data "aws_iam_policy_document" "admission" {
     resources = [for t in ["by_tenant", "admitted", "rejections", "usage", "dlq"] : "${local.msk_topic_prefix}/${local.topic[t]}"]
   }
   statement {
-    sid       = "KafkaConsumerGroups"
-    actions   = ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"]
-    resources = ["${local.msk_group_prefix}/zenvelope-admission*"]
+    sid     = "KafkaConsumerGroups"
+    actions = ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"]
+    # zenvelope-range-reader: the group id of the runtime's range reader, which restores
+    # the usage counters (it joins no group and commits nothing, but names one).
+    resources = ["${local.msk_group_prefix}/zenvelope-admission*", "${local.msk_group_prefix}/zenvelope-range-reader"]
   }
   dynamic "statement" {
     for_each = var.enable_scram ? [1] : []
