@@ -99,6 +99,28 @@ impl Counters {
     }
 }
 
+/// The key of the `source` partial of `tenant` for `period` and input `partition`, and its
+/// value in `state` (an empty partial if nothing was counted yet).
+pub(crate) fn partial(
+    state: &HashMap<String, UsageCounter>,
+    tenant: &str,
+    period: &str,
+    source: &str,
+    partition: i32,
+) -> (String, UsageCounter) {
+    let key = UsageCounter::key(tenant, period, source, partition);
+    let value = state.get(&key).cloned().unwrap_or_else(|| UsageCounter {
+        tenant: tenant.to_owned(),
+        period: period.to_owned(),
+        source: source.to_owned(),
+        input_partition: partition,
+        applied_offset: -1,
+        last_admitted_offset: -1,
+        ..UsageCounter::default()
+    });
+    (key, value)
+}
+
 /// The value of every key on the usage `topic` with the highest `applied_offset` (a late
 /// write of a previous owner cannot roll a counter back while the newer record is still
 /// on the topic). `strict` (the stages' state): an unknown topic or an undecodable record

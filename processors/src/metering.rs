@@ -11,7 +11,7 @@ use zenvelope_schemas::names::header;
 use zenvelope_schemas::{AuditEvent, AuditOperation, SchemaCodec, UsageCounter};
 
 use crate::config::{Tenant, TopicsConfig};
-use crate::counters::Counters;
+use crate::counters::{Counters, partial};
 
 /// `source` of the results partials.
 pub const SOURCE_RESULTS: &str = "results";
@@ -61,19 +61,10 @@ impl ResultsMetering {
         };
         let at_ms = msg.timestamp_ms.unwrap_or_else(crate::now_ms);
         let period = tenant.tier.window().period(at_ms);
-        let key = UsageCounter::key(tenant_id, &period.name, source, msg.partition);
         let Some(mut state) = self.counters.lock_or_wait(&self.shutdown).await else {
             return Disposition::Abandon;
         };
-        let mut c = state.get(&key).cloned().unwrap_or_else(|| UsageCounter {
-            tenant: tenant_id.to_owned(),
-            period: period.name.clone(),
-            source: source.to_owned(),
-            input_partition: msg.partition,
-            applied_offset: -1,
-            last_admitted_offset: -1,
-            ..UsageCounter::default()
-        });
+        let (key, mut c) = partial(&state, tenant_id, &period.name, source, msg.partition);
         if msg.offset <= c.applied_offset {
             // Counted before a restart; not again.
             return Disposition::Produce(Vec::new());

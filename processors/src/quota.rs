@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use zenvelope_runtime::{Disposition, Handler, Inbound, Outbound};
+use zenvelope_schemas::SchemaCodec;
 use zenvelope_schemas::names::header;
-use zenvelope_schemas::{SchemaCodec, UsageCounter};
 
 use crate::check::{Named, Refusal, reason, refuse};
 use crate::config::{Tenant, TopicsConfig};
-use crate::counters::Counters;
+use crate::counters::{Counters, partial};
 use crate::telemetry::Decided;
 
 /// `source` of the admission partials.
@@ -130,19 +130,16 @@ impl Handler for QuotaStage {
         // redelivery counts in the same period as the first delivery.
         let at_ms = msg.timestamp_ms.unwrap_or_else(crate::now_ms);
         let period = tenant.tier.window().period(at_ms);
-        let key = UsageCounter::key(tenant_id, &period.name, SOURCE_ADMISSION, msg.partition);
         let Some(mut state) = self.counters.lock_or_wait(&self.shutdown).await else {
             return Disposition::Abandon;
         };
-        let mut c = state.get(&key).cloned().unwrap_or_else(|| UsageCounter {
-            tenant: tenant_id.to_owned(),
-            period: period.name.clone(),
-            source: SOURCE_ADMISSION.to_owned(),
-            input_partition: msg.partition,
-            applied_offset: -1,
-            last_admitted_offset: -1,
-            ..UsageCounter::default()
-        });
+        let (key, mut c) = partial(
+            &state,
+            tenant_id,
+            &period.name,
+            SOURCE_ADMISSION,
+            msg.partition,
+        );
         if msg.offset <= c.applied_offset {
             // Redelivered (a restart before its offset was committed): decided already.
             // Admissions come before refusals within a period, so it was admitted exactly

@@ -115,6 +115,21 @@ impl Fixture {
         config
     }
 
+    /// A configuration file for the `zenvelope-admission` binary: the FREE tenant with the
+    /// registered signing key, plus `extra` TOML (sections of its own).
+    fn config_file(&self, name: &str, extra: &str) -> Result<std::path::PathBuf> {
+        let file = self.dir.path().join(name);
+        std::fs::write(
+            &file,
+            format!(
+                "[kafka]\nbootstrap_servers = {:?}\n{extra}[tenants.{FREE}]\ntier = \"free\"\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[[tenants.{FREE}.producer_keys]]\nkey_id = \"journal-backend\"\nkey_version = 1\nspki_der_file = {:?}\n",
+                self.kafka.bootstrap_servers,
+                self.dir.path().join("journal-backend-1.der"),
+            ),
+        )?;
+        Ok(file)
+    }
+
     fn start_admission(&self, config: AdmissionConfig) -> Instance {
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(zenvelope_processors::service::run(config, shutdown.clone()));
@@ -366,14 +381,9 @@ async fn the_quota_state_is_rebuilt_after_a_restart_and_after_a_crash() -> Resul
     // 30 more to the real binary, which never commits an offset on its own (a long
     // auto-commit interval), killed with SIGKILL while it works: its records are
     // delivered again to the next instance, whose counters must not count them twice.
-    let file = fx.dir.path().join("crash.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[kafka]\nbootstrap_servers = {:?}\n[kafka.properties]\n\"auto.commit.interval.ms\" = \"600000\"\n[http]\n[tenants.{FREE}]\ntier = \"free\"\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[[tenants.{FREE}.producer_keys]]\nkey_id = \"journal-backend\"\nkey_version = 1\nspki_der_file = {:?}\n",
-            fx.kafka.bootstrap_servers,
-            fx.dir.path().join("journal-backend-1.der"),
-        ),
+    let file = fx.config_file(
+        "crash.toml",
+        "[kafka.properties]\n\"auto.commit.interval.ms\" = \"600000\"\n[http]\n",
     )?;
     let bin = zenvelope_tests::workspace_binary("zenvelope-processors", "zenvelope-admission")?;
     let mut second = std::process::Command::new(&bin)
@@ -821,15 +831,7 @@ async fn answers_and_tokens_are_metered_and_served_to_dashboards() -> Result<()>
     let mut config = fx.config(true);
     config.http.listen = Some(addr);
     // The binary accepts the same configuration (and reads every producer key).
-    let file = fx.dir.path().join("admission.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[kafka]\nbootstrap_servers = {:?}\n[http]\nlisten = \"{addr}\"\n[tenants.{FREE}]\ntier = \"free\"\nallowed_purposes = [\"INDIVIDUAL_REQUEST\"]\n[[tenants.{FREE}.producer_keys]]\nkey_id = \"journal-backend\"\nkey_version = 1\nspki_der_file = {:?}\n",
-            fx.kafka.bootstrap_servers,
-            fx.dir.path().join("journal-backend-1.der"),
-        ),
-    )?;
+    let file = fx.config_file("admission.toml", &format!("[http]\nlisten = \"{addr}\"\n"))?;
     let bin = zenvelope_tests::workspace_binary("zenvelope-processors", "zenvelope-admission")?;
     let out = std::process::Command::new(&bin)
         .arg("--config")

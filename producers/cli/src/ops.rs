@@ -44,6 +44,16 @@ pub(crate) struct DlqFilter {
     max_redrives: i32,
 }
 
+impl DlqTarget {
+    /// The Kafka configuration and the schema codec the DLQ is read with.
+    fn connect(&self) -> anyhow::Result<(KafkaConfig, zenvelope_schemas::SchemaCodec)> {
+        Ok((
+            KafkaConfig::new(self.bootstrap.clone()),
+            codec(self.schema_registry.as_deref())?,
+        ))
+    }
+}
+
 impl DlqFilter {
     fn selection(&self) -> Selection {
         Selection {
@@ -188,8 +198,7 @@ fn run_dlq(command: &DlqCommand) -> anyhow::Result<ExitCode> {
             filter,
             json,
         } => {
-            let kafka = KafkaConfig::new(target.bootstrap.clone());
-            let codec = codec(target.schema_registry.as_deref())?;
+            let (kafka, codec) = target.connect()?;
             let entries = rt.block_on(dlq::list(
                 &kafka,
                 &codec,
@@ -208,8 +217,7 @@ fn run_dlq(command: &DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Show { target, position } => {
-            let kafka = KafkaConfig::new(target.bootstrap.clone());
-            let codec = codec(target.schema_registry.as_deref())?;
+            let (kafka, codec) = target.connect()?;
             let sel = Selection {
                 at: vec![*position],
                 ..Selection::default()
@@ -242,8 +250,7 @@ fn run_dlq(command: &DlqCommand) -> anyhow::Result<ExitCode> {
                     "choose what to redrive with --at or --reason (or --all for every dead letter)"
                 );
             }
-            let kafka = KafkaConfig::new(target.bootstrap.clone());
-            let codec = codec(target.schema_registry.as_deref())?;
+            let (kafka, codec) = target.connect()?;
             let report = rt.block_on(dlq::redrive(
                 &kafka,
                 &codec,
