@@ -170,6 +170,18 @@ pub struct Tenant {
     pub producers: zenvelope_envelope::Opener,
 }
 
+impl Tenant {
+    /// A tenant of `tier` that may claim `purposes` and signs with the keys in
+    /// `producer_keys`.
+    pub fn new(tier: Tier, purposes: Vec<Purpose>, producer_keys: Keyring<VerifyingKey>) -> Self {
+        Self {
+            tier,
+            purposes,
+            producers: zenvelope_envelope::Opener::new(producer_keys),
+        }
+    }
+}
+
 impl std::fmt::Debug for Tenant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tenant")
@@ -189,23 +201,7 @@ impl AdmissionConfig {
     /// Reads every tenant's keys and checks the values serde cannot: known purposes,
     /// readable keys, a quota stage that takes one record at a time.
     pub fn tenants(&self) -> Result<BTreeMap<String, Tenant>, Error> {
-        if self.kafka.transactional_id.is_some() {
-            return Err(Error::Config(
-                "kafka.transactional_id is not supported by admission: its three loops would share (and fence) one id, and its counters do not rely on transactions".to_owned(),
-            ));
-        }
-        if self.quota.max_in_flight != 1 {
-            return Err(Error::Config(
-                "quota.max_in_flight must be 1: the quota counters count records in offset order"
-                    .to_owned(),
-            ));
-        }
-        if self.metering.max_in_flight != 1 {
-            return Err(Error::Config(
-                "metering.max_in_flight must be 1: the usage counters count records in offset order"
-                    .to_owned(),
-            ));
-        }
+        self.validate()?;
         let mut out = BTreeMap::new();
         for (id, t) in &self.tenants {
             let purposes = t
@@ -236,16 +232,32 @@ impl AdmissionConfig {
                     .insert(key)
                     .map_err(|e| Error::Config(format!("tenant {id:?}: {e}")))?;
             }
-            out.insert(
-                id.clone(),
-                Tenant {
-                    tier: t.tier,
-                    purposes,
-                    producers: zenvelope_envelope::Opener::new(producers),
-                },
-            );
+            out.insert(id.clone(), Tenant::new(t.tier, purposes, producers));
         }
         Ok(out)
+    }
+
+    /// Checks the settings serde cannot: no transactional id, quota and metering stages
+    /// that take one record at a time.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.kafka.transactional_id.is_some() {
+            return Err(Error::Config(
+                "kafka.transactional_id is not supported by admission: its three loops would share (and fence) one id, and its counters do not rely on transactions".to_owned(),
+            ));
+        }
+        if self.quota.max_in_flight != 1 {
+            return Err(Error::Config(
+                "quota.max_in_flight must be 1: the quota counters count records in offset order"
+                    .to_owned(),
+            ));
+        }
+        if self.metering.max_in_flight != 1 {
+            return Err(Error::Config(
+                "metering.max_in_flight must be 1: the usage counters count records in offset order"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The admission service: the check, quota and metering loops and the usage endpoint,
 //! run together until shutdown.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,7 +10,7 @@ use zenvelope_runtime::RunSummary;
 use zenvelope_schemas::SchemaCodec;
 
 use crate::check::AdmissionCheck;
-use crate::config::AdmissionConfig;
+use crate::config::{AdmissionConfig, Tenant};
 use crate::error::Error;
 use crate::http::UsageEndpoint;
 use crate::metering::ResultsMetering;
@@ -26,13 +27,37 @@ pub struct Summary {
     pub metering: RunSummary,
 }
 
-/// Runs the service until `shutdown` is cancelled (or a loop fails to start).
+/// Runs the service until `shutdown` is cancelled (or a loop fails to start): tenants
+/// and their keys from the configuration, the usage endpoint on `http.listen`.
 pub async fn run(config: AdmissionConfig, shutdown: CancellationToken) -> Result<Summary, Error> {
-    let tenants = Arc::new(config.tenants()?);
+    let tenants = config.tenants()?;
     let codec = Arc::new(SchemaCodec::from_registry_url(
         config.schema_registry_url.as_deref(),
     )?);
     zenvelope_runtime::install_metrics(&config.telemetry)?;
+    let http = match config.http.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    run_with(config, tenants, codec, http, shutdown).await
+}
+
+/// Runs the service with tenants, codec and usage listener given by the caller (an
+/// in-process stack such as `zenvelope demo`); `config.tenants` and `config.http` are
+/// not read. Installs no metrics recorder.
+pub async fn run_with(
+    config: AdmissionConfig,
+    tenants: BTreeMap<String, Tenant>,
+    codec: Arc<SchemaCodec>,
+    http: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<Summary, Error> {
+    config.validate()?;
+    let tenants = Arc::new(tenants);
     let t = &config.topics;
     if config.create_topics {
         let names = [
@@ -51,12 +76,11 @@ pub async fn run(config: AdmissionConfig, shutdown: CancellationToken) -> Result
         zenvelope_runtime::ensure_topics(&config.kafka, &topics).await?;
     }
     let running = Arc::new(AtomicBool::new(false));
-    let http = match config.http.listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::Listen { addr, source })?;
-            tracing::info!(%addr, "Usage endpoint listening (GET /v1/usage, /v1/health).");
+    let http = match http {
+        Some(listener) => {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "Usage endpoint listening (GET /v1/usage, /v1/health).");
+            }
             let endpoint = Arc::new(UsageEndpoint {
                 kafka: config.kafka.clone(),
                 codec: codec.clone(),

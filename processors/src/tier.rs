@@ -4,7 +4,7 @@ use serde::Deserialize;
 use time::{Date, Month, OffsetDateTime, Time};
 
 /// A tenant's tier, as the seed's gateway sold them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// 100 requests per UTC day.

@@ -55,6 +55,11 @@ pub enum Error {
     /// produced.
     #[error("The browser's request was not forwarded: {0}.")]
     NotForwarded(&'static str),
+    /// The admission processor refused a request of this user (its notice on
+    /// `zenvelope.rejections`). Notices are not signed: this is the service's word, not
+    /// proof. Call [`crate::Results::next`] again to go on.
+    #[error("{0}")]
+    Refused(Box<crate::results::Refusal>),
     /// A background task failed (key derivation or sealing).
     #[error("A background task failed: {0}")]
     Task(String),

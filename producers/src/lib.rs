@@ -65,6 +65,6 @@ pub use error::Error;
 pub use replay::{
     ReplayAudit, ReplayFilter, ReplayOptions, ReplayProgress, ReplayReport, TrustedKeys, replay,
 };
-pub use results::{Answer, Results};
+pub use results::{Answer, Refusal, Results};
 pub use zenvelope_attestation::{PinnedMeasurements, TrustAnchor};
 pub use zenvelope_envelope::{DekSessionPolicy, Passphrase, Purpose};

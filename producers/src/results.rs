@@ -2,17 +2,20 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use zenvelope_envelope::{Kind, Limits, UserKey};
 use zenvelope_runtime::{Inbound, Subscriber};
 use zenvelope_schemas::names::{header, media_type, topic};
-use zenvelope_schemas::{AnalysisResult, SchemaId};
+use zenvelope_schemas::{AnalysisResult, Rejection, SchemaId};
 
 use crate::client::{Client, User};
 use crate::error::Error;
 
 /// Correlation ids remembered for deduplication.
 const DEDUPE_WINDOW: usize = 100_000;
+/// How long looking up the optional rejections topic may take.
+const TOPIC_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An opened answer.
 #[derive(Clone, PartialEq, Eq)]
@@ -42,7 +45,56 @@ impl std::fmt::Debug for Answer {
     }
 }
 
-/// A user's answers from `zenvelope.results`, in arrival order, each once.
+/// A request the admission processor refused, from its notice on
+/// `zenvelope.rejections`: ids, a reason code and a sentence, never the request's data.
+///
+/// Notices are not signed (admission holds no key): anyone who may write the topic could
+/// forge one. Treat a refusal as the service's word; the sealed request itself waits on
+/// the DLQ, where an operator can redrive it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The refused request's message id, when admission could read it.
+    pub message_id: Option<String>,
+    /// A short, stable code: `quota_exceeded`, `bad_signature`, `purpose_not_allowed`, ...
+    pub reason_code: String,
+    /// One sentence saying why.
+    pub detail: String,
+    /// For `quota_exceeded`: how long until the quota period ends.
+    pub retry_after: Option<Duration>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Request {} was refused by admission ({}): {}",
+            self.message_id.as_deref().unwrap_or("(id unreadable)"),
+            self.reason_code,
+            self.detail
+        )?;
+        if let Some(after) = self.retry_after {
+            write!(f, " Retry in {} s.", after.as_secs())?;
+        }
+        Ok(())
+    }
+}
+
+impl From<Rejection> for Refusal {
+    fn from(r: Rejection) -> Self {
+        Self {
+            message_id: r.message_id.map(|m| m.to_string()),
+            reason_code: r.reason_code,
+            detail: r.reason_detail,
+            retry_after: r
+                .retry_after_ms
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(Duration::from_millis),
+        }
+    }
+}
+
+/// A user's answers from `zenvelope.results`, in arrival order, each once; and,
+/// where admission runs, its refusals of the user's requests ([`Error::Refused`]).
 pub struct Results {
     client: Client,
     key: Arc<UserKey>,
@@ -95,12 +147,19 @@ impl Results {
             user.subject(),
             zenvelope_envelope::MessageId::new_v7()
         );
-        let subscriber = Subscriber::new(
+        // Refusal notices exist only where admission runs: follow them when the topic
+        // does (subscribing to a missing topic is an error).
+        let mut topics = vec![topic::RESULTS];
+        if !zenvelope_runtime::existing_topics(
             &client.inner.kafka,
-            &group,
-            &[topic::RESULTS],
-            from_beginning,
-        )?;
+            &[topic::REJECTIONS],
+            TOPIC_LOOKUP_TIMEOUT,
+        )?
+        .is_empty()
+        {
+            topics.push(topic::REJECTIONS);
+        }
+        let subscriber = Subscriber::new(&client.inner.kafka, &group, &topics, from_beginning)?;
         Ok(Self {
             key: user.key.clone(),
             subject: user.subject().to_owned(),
@@ -114,11 +173,18 @@ impl Results {
     /// The next answer for this user. Answers for other users are skipped by their
     /// subject header; a duplicate of an answer already returned is skipped. An answer
     /// that names this user but cannot be verified or opened is returned as
-    /// [`Error::Unopenable`]; call `next` again to go on.
+    /// [`Error::Unopenable`], and admission's refusal of one of the user's requests as
+    /// [`Error::Refused`] (once per request); call `next` again to go on.
     pub async fn next(&mut self) -> Result<Answer, Error> {
         loop {
             let record = self.subscriber.recv().await?;
             if record.header(header::SUBJECT) != Some(self.subject.as_bytes()) {
+                continue;
+            }
+            if record.topic == topic::REJECTIONS {
+                if let Some(refusal) = self.refusal(&record).await? {
+                    return Err(Error::Refused(Box::new(refusal)));
+                }
                 continue;
             }
             if let Some(id) = record.header(header::CORRELATION_ID)
@@ -136,6 +202,34 @@ impl Results {
             }
             return Ok(answer);
         }
+    }
+
+    /// The refusal a notice tells, unless one for the same request was returned before.
+    /// A notice that does not decode is an error, like an unopenable answer.
+    async fn refusal(&mut self, record: &Inbound) -> Result<Option<Refusal>, Error> {
+        let notice: Rejection = self
+            .client
+            .inner
+            .codec
+            .decode(&record.payload)
+            .await
+            .map_err(|e| Error::Unopenable {
+                topic: record.topic.clone(),
+                offset: record.offset,
+                source: Box::new(e.into()),
+            })?;
+        if notice.subject.as_deref() != Some(self.subject.as_str()) {
+            return Ok(None);
+        }
+        let refusal = Refusal::from(notice);
+        // Admission may tell a refusal more than once (a retried or redriven request);
+        // the namespace keeps a refusal from hiding a later answer to the same request.
+        if let Some(id) = &refusal.message_id
+            && !self.seen.insert(&format!("refused:{id}"))
+        {
+            return Ok(None);
+        }
+        Ok(Some(refusal))
     }
 
     async fn open(&self, record: &Inbound) -> Result<Answer, Error> {

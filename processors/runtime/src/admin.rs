@@ -92,6 +92,35 @@ pub async fn check_broker(kafka: &KafkaConfig, timeout: Duration) -> Result<(), 
     .map_err(|_| Error::kafka("check broker", KafkaError::Canceled))?
 }
 
+/// Which of `topics` exist on the cluster, in the order given. Blocks the calling
+/// thread for at most `timeout` per topic (a metadata request each; none is created).
+///
+/// For clients that follow an optional topic: the SDK reads `zenvelope.rejections` only
+/// where admission runs.
+pub fn existing_topics(
+    kafka: &KafkaConfig,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<String>, Error> {
+    let mut config = kafka.client_config();
+    config.set("allow.auto.create.topics", "false");
+    let consumer: BaseConsumer = config.create().map_err(|e| Error::client("consumer", e))?;
+    let mut found = Vec::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| Error::kafka("fetch metadata", e))?;
+        if metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == *topic && t.error().is_none() && !t.partitions().is_empty())
+        {
+            found.push((*topic).to_owned());
+        }
+    }
+    Ok(found)
+}
+
 /// The offsets `group_id` has committed on each partition of `topic` (the next offset it
 /// will consume; `None` where it has committed nothing). Does not join the group.
 ///

@@ -64,7 +64,9 @@ mod telemetry;
 mod tracker;
 mod transactions;
 
-pub use admin::{check_broker, committed_offsets, ensure_topics, ensure_topics_replicated};
+pub use admin::{
+    check_broker, committed_offsets, ensure_topics, ensure_topics_replicated, existing_topics,
+};
 pub use config::{
     DEFAULT_CLIENT_ID, ENV_SEPARATOR, KafkaConfig, PROPERTIES_FIELD, ProcessorConfig,
     TelemetryConfig, load_config, load_config_from_vars,

@@ -3,17 +3,18 @@
 //!
 //! What runs for real: an in-memory Kafka-protocol broker (librdkafka's mock cluster; or
 //! the broker given with `--bootstrap`), the producer SDK (PBKDF2 user key, DEK wrap to
-//! the fleet key and the user, AES-256-GCM, RSA-PSS signature, produce), the
-//! `enclave-host` loop (consume, forward, produce result and audit events, store offsets
+//! the fleet key and the user, AES-256-GCM, RSA-PSS signature, produce), the admission
+//! processor (producer signature against the tenant's registered keys, purpose, tier
+//! quota, usage metering; it refuses a request signed by an unregistered backend, and the
+//! SDK shows the refusal), the `enclave-host` loop (consume, forward, produce result and audit events, store offsets
 //! after the acks) and the `enclave-app` processor (verify, unwrap, open, model call,
 //! seal, ECDSA result signature, audit events) talking the host⇄enclave frame protocol
 //! over loopback TCP, the key directory (the enclave attests its public keys with a dev
 //! CA in the real Nitro document format, the host publishes them on `zenvelope.keys`, and
 //! the SDK verifies chain, PCR0 and binding before it wraps anything), and the SDK
-//! opening the answers. What does not run here: vsock, the Nitro NSM and KMS key release
-//! (the dev keys are generated in this process; the end-to-end tests run `enclave-app`
-//! with a dev attestation and moto's KMS) and the audit sink (the audit events are read
-//! back from the topic). The model is the one `--provider` names (through an in-process
+//! opening the answers, and the audit sink on its embedded store. What does not run
+//! here: vsock, the Nitro NSM and KMS key release (the dev keys are generated in this
+//! process; the end-to-end tests run `enclave-app` with a dev attestation and moto's KMS). The model is the one `--provider` names (through an in-process
 //! egress proxy that allows only its address), or, without an API key, the offline
 //! analyser, which is labelled as NOT a model.
 
@@ -21,14 +22,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use zenvelope_audit::store::AuditStore as _;
+use zenvelope_envelope::SigningKey;
 use zenvelope_envelope::{DEFAULT_PBKDF2_ITERATIONS, DEFAULT_RSA_BITS, MetadataKey};
-use zenvelope_producer::{Client, Passphrase, Request};
+use zenvelope_producer::{Client, Error as SdkError, Passphrase, Request};
 use zenvelope_runtime::Subscriber;
 use zenvelope_schemas::AuditEvent;
 use zenvelope_schemas::names::{header, topic};
 
 use crate::inspect::public_view;
-use crate::stack::{LocalStack, StackOptions, TENANT};
+use zenvelope_processors::Tier;
+
+use crate::stack::{LocalStack, PRODUCER_KEY_ID, StackOptions, TENANT};
 
 const USER: &str = "alice@example.com";
 /// A dev-only passphrase: the demo is not a place for real credentials.
@@ -62,6 +66,9 @@ pub(crate) struct Args {
     bootstrap: Option<String>,
     #[command(flatten)]
     model: crate::stack::ModelArgs,
+    /// The demo tenant's tier: its quota, which admission enforces.
+    #[arg(long, value_enum, default_value_t = Tier::Free)]
+    tier: Tier,
     /// Folder the demo keeps its audit log in (audit.db, a DEV checkpoint key and the
     /// verifier key), for `zenvelope audit verify`. Created if missing; runs append.
     #[arg(long, value_name = "DIR", default_value = ".zenvelope/demo-audit")]
@@ -92,6 +99,8 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
         host_group: "zenvelope-demo-host",
         model: args.model.clone(),
         audit_dir: args.audit_dir.clone(),
+        tier: args.tier,
+        usage_listen: None,
     })
     .await?;
     let (kafka, codec) = (stack.kafka.clone(), stack.codec.clone());
@@ -181,6 +190,12 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
             .context("no answer arrived")??;
         ensure!(answer.correlation_id == sent.message_id, "a stray answer");
         let (provider, model) = answer.provider.clone().unwrap_or_default();
+        // The host reads only zenvelope.admitted: an answer means admission let it pass.
+        println!(
+            "admission  signature {PRODUCER_KEY_ID} v1 registered for {TENANT}, purpose allowed, within the {} quota: forwarded unchanged to {}",
+            args.tier.name(),
+            topic::ADMITTED
+        );
         println!(
             "enclave    verified signature (journal-backend v1), opened, asked {provider}/{model}, sealed and signed the answer"
         );
@@ -190,6 +205,9 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
             answer.kind.symbol()
         );
     }
+
+    refused_demo(&stack, &user, &mut answers, args).await?;
+    usage_demo(&stack, args).await?;
 
     // The audit trail, as the audit sink will receive it.
     let audit = Subscriber::new(&kafka, "zenvelope-demo-audit", &[topic::AUDIT], true)?;
@@ -233,9 +251,15 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
     // run: receipts from earlier runs in the same directory were signed by theirs.
     let results_key = args.audit_dir.join(RESULTS_PUBLIC_KEY_FILE);
     std::fs::write(&results_key, &stack.result_spki)?;
-    let summary = stack.stop().await?;
+    let (summary, admission) = stack.stop().await?;
     println!(
-        "\nhost       stopped: {} processed, {} dead-lettered; offsets committed after every ack",
+        "\nadmission  stopped: {} checked, {} refused (on {}); offsets committed after every ack",
+        plural(admission.check.processed, "request"),
+        admission.check.dead_lettered + admission.quota.dead_lettered,
+        topic::DLQ
+    );
+    println!(
+        "host       stopped: {} processed, {} dead-lettered; offsets committed after every ack",
         plural(summary.processed, "request"),
         summary.dead_lettered
     );
@@ -269,6 +293,106 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
     );
     println!(
         "\nNext: `zenvelope up` keeps this stack running for `produce`, `subscribe`, `keys show` and `replay`; docs/enclave-worker.md runs the same parts as separate processes with a KMS emulator."
+    );
+    Ok(())
+}
+
+/// A backend whose key the tenant never registered sends a request: admission refuses it
+/// before any enclave sees it, and the user's SDK shows the refusal.
+async fn refused_demo(
+    stack: &LocalStack,
+    user: &zenvelope_producer::User,
+    answers: &mut zenvelope_producer::Results,
+    args: &Args,
+) -> anyhow::Result<()> {
+    let rogue = Client::builder(stack.kafka.clone(), TENANT)
+        .signer(SigningKey::generate_ecdsa_p256("unregistered-backend", 1)?)
+        .key_directory(stack.key_directory_policy()?)
+        .metadata_key(MetadataKey::from_bytes(stack.metadata_key))
+        .codec(stack.codec.clone())
+        .pbkdf2_iterations(args.iterations)
+        .build()?;
+    rogue
+        .wait_for_fleet_key(KEY_DIRECTORY_TIMEOUT)
+        .await
+        .context("the SDK found no trusted fleet key")?;
+    // The same user and key: only the backend's signature differs.
+    let sent = rogue
+        .analyze(
+            user,
+            Request::text("Summarise this journal entry in one sentence.", ENTRIES[0]),
+        )
+        .await?;
+    println!(
+        "bad input  a backend whose signing key {TENANT} never registered sends message {}",
+        sent.message_id
+    );
+    let refusal = loop {
+        match tokio::time::timeout(ANSWER_TIMEOUT, answers.next())
+            .await
+            .context("no refusal arrived")?
+        {
+            Err(SdkError::Refused(r)) if r.message_id.as_deref() == Some(&sent.message_id) => {
+                break r;
+            }
+            Ok(a) if a.correlation_id == sent.message_id => {
+                bail!("a request from an unregistered backend was answered")
+            }
+            Ok(_) | Err(SdkError::Refused(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    };
+    println!(
+        "admission  refused it ({}): {}",
+        refusal.reason_code, refusal.detail
+    );
+    println!(
+        "user side  the SDK told the user (notice on {}); the request, still sealed, waits on {} for an operator: zenvelope dlq list\n",
+        topic::REJECTIONS,
+        topic::DLQ
+    );
+    Ok(())
+}
+
+/// What admission metered for the tenant today (or this month), read back from the
+/// usage topic as `zenvelope usage` and `GET /v1/usage` read it.
+async fn usage_demo(stack: &LocalStack, args: &Args) -> anyhow::Result<()> {
+    let entries = i64::from(args.entries);
+    // Answers are metered from zenvelope.results a moment after they arrive.
+    let waited = Instant::now();
+    let usage = loop {
+        let all = zenvelope_processors::usage::read(
+            &stack.kafka,
+            &stack.codec,
+            topic::USAGE,
+            Some(TENANT),
+            None,
+        )
+        .await?;
+        let current = all.into_iter().max_by(|a, b| a.period.cmp(&b.period));
+        match current {
+            Some(u) if u.results + u.errors >= entries || waited.elapsed() > ANSWER_TIMEOUT => {
+                break u;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let quota = args
+        .tier
+        .quota()
+        .map_or_else(|| "no quota".to_owned(), |q| format!("quota {q}"));
+    println!(
+        "usage      {TENANT} {}: {} admitted ({quota}), {} answered, {} sealed bytes in, {} out, model tokens {} in / {} out",
+        usage.period,
+        plural(usage.requests.max(0).unsigned_abs(), "request"),
+        usage.results + usage.errors,
+        usage.request_bytes,
+        usage.result_bytes,
+        usage.input_tokens,
+        usage.output_tokens
+    );
+    println!(
+        "           read from zenvelope.usage as `zenvelope usage --tenant {TENANT}` and GET /v1/usage read it (on `zenvelope up`, which keeps running)\n"
     );
     Ok(())
 }

@@ -41,7 +41,8 @@ pub(crate) struct ProduceArgs {
     /// What the model is asked to do with the text (sealed with it).
     #[arg(long, default_value = "Summarise this text in one sentence.")]
     instruction: String,
-    /// Wait for the answer, open it and print it.
+    /// Wait for the answer, open it and print it. A refusal by admission (quota,
+    /// signature, purpose) is printed with its reason and exits with status 1.
     #[arg(long)]
     wait: bool,
     /// How long --wait waits, in seconds.
@@ -67,7 +68,8 @@ pub(crate) struct SubscribeArgs {
     /// Start from the first answer on the topic, not only new ones.
     #[arg(long)]
     from_beginning: bool,
-    /// Stop after this many answers.
+    /// Stop after this many answers (admission's refusals of this user's requests,
+    /// printed as `refused ...` lines, count too).
     #[arg(long, value_name = "N")]
     count: Option<u64>,
     /// Stop when no answer arrived for this many seconds (default: follow forever).
@@ -180,10 +182,19 @@ pub(crate) fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
             let answer = tokio::time::timeout(timeout, answers.next())
                 .await
                 .with_context(|| format!("no answer within {} s", args.timeout_secs))?;
-            let answer = answer.map_err(explain)?;
-            if answer.correlation_id == sent.message_id {
-                print_answer(&answer);
-                return Ok(());
+            match answer {
+                Ok(answer) if answer.correlation_id == sent.message_id => {
+                    print_answer(&answer);
+                    return Ok(());
+                }
+                Err(SdkError::Refused(refusal))
+                    if refusal.message_id.as_deref() == Some(sent.message_id.as_str()) =>
+                {
+                    bail!("{refusal}");
+                }
+                // Another request's answer or refusal.
+                Ok(_) | Err(SdkError::Refused(_)) => {}
+                Err(error) => return Err(explain(error)),
             }
         }
     })
@@ -212,6 +223,15 @@ pub(crate) fn subscribe(args: &SubscribeArgs) -> anyhow::Result<()> {
             match next {
                 Ok(answer) => {
                     print_answer(&answer);
+                    shown += 1;
+                }
+                Err(SdkError::Refused(refusal)) => {
+                    println!(
+                        "refused {} ({}): {}",
+                        refusal.message_id.as_deref().unwrap_or("-"),
+                        refusal.reason_code,
+                        refusal.detail
+                    );
                     shown += 1;
                 }
                 Err(error @ SdkError::Unopenable { .. }) => {

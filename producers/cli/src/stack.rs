@@ -1,10 +1,14 @@
 //! The local stack `zenvelope demo` and `zenvelope up` run in one process: a broker
-//! (embedded, or `--bootstrap`), the enclave application with a DANGER dev attestation CA
-//! on loopback TCP, the enclave-host loop, and the host's key directory publisher.
+//! (embedded, or `--bootstrap`), the admission processor (checks, tier quota, usage
+//! metering) between `zenvelope.requests` and `zenvelope.admitted`, the enclave
+//! application with a DANGER dev attestation CA on loopback TCP, the enclave-host loop
+//! on `zenvelope.admitted`, the host's key directory publisher and the audit sink.
 //!
 //! Everything is dev material generated at start: fleet and producer keys, the dev CA,
 //! the tenant's metadata key. Printed as each part comes up.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +30,9 @@ use zenvelope_enclave::providers::{
 };
 use zenvelope_enclave::transport::TransportAddr;
 use zenvelope_enclave_protocol::EgressPolicy;
-use zenvelope_envelope::{FleetPrivateKey, Keyring, SigningKey};
+use zenvelope_envelope::{FleetPrivateKey, Keyring, Purpose, SigningKey, VerifyingKey};
+use zenvelope_processors::Tier;
+use zenvelope_processors::config::Tenant;
 use zenvelope_producer::{KeyDirectoryPolicy, PinnedMeasurements};
 use zenvelope_runtime::{EmbeddedBroker, KafkaConfig, ProcessorConfig, Producer, RunSummary};
 use zenvelope_schemas::SchemaCodec;
@@ -87,6 +93,10 @@ pub(crate) struct StackOptions {
     /// Folder of the audit log (`audit.db`), its DEV checkpoint key and verifier key;
     /// kept across runs.
     pub(crate) audit_dir: PathBuf,
+    /// The tier of the stack's tenant (its quota).
+    pub(crate) tier: Tier,
+    /// Where admission serves `GET /v1/usage` and `/v1/health`; none when absent.
+    pub(crate) usage_listen: Option<SocketAddr>,
 }
 
 /// The audit log's files in [`StackOptions::audit_dir`].
@@ -117,6 +127,7 @@ pub(crate) struct LocalStack {
     pub(crate) pcr0: Vec<u8>,
     stop: CancellationToken,
     host: JoinHandle<Result<RunSummary, zenvelope_runtime::Error>>,
+    admission: JoinHandle<Result<AdmissionSummary, zenvelope_processors::Error>>,
     audit: JoinHandle<Result<RunSummary, zenvelope_audit::Error>>,
     app: JoinHandle<()>,
     _embedded: Option<EmbeddedBroker>,
@@ -133,6 +144,10 @@ impl LocalStack {
         }
         let topics = [
             (topic::REQUESTS, 2),
+            (topic::ADMISSION_BY_TENANT, 2),
+            (topic::ADMITTED, 2),
+            (topic::REJECTIONS, 2),
+            (topic::USAGE, 1),
             (topic::RESULTS, 2),
             (topic::DLQ, 1),
             (topic::AUDIT, 1),
@@ -168,6 +183,8 @@ impl LocalStack {
             .context("cannot generate the dev fleet key")?;
         let producer = SigningKey::generate(PRODUCER_KEY_ID, 1, options.rsa_bits)?;
         let producer_public = producer.verifying_key()?;
+        let producer_for_admission =
+            VerifyingKey::from_spki_der(PRODUCER_KEY_ID, 1, producer.spki_der())?;
         let result_signer = SigningKey::generate_ecdsa_p256(RESULT_KEY_ID, 1)?;
         let result_spki = result_signer.spki_der().to_vec();
         println!(
@@ -225,8 +242,9 @@ impl LocalStack {
             Duration::from_secs(1),
             stop.clone(),
         );
+        // The host reads what admission let through, as in production.
         let host_config =
-            ProcessorConfig::new(options.host_group, vec![topic::REQUESTS.to_owned()]);
+            ProcessorConfig::new(options.host_group, vec![topic::ADMITTED.to_owned()]);
         let (host_kafka, host_codec, host_stop) = (kafka.clone(), codec.clone(), stop.clone());
         let host = tokio::spawn(async move {
             zenvelope_runtime::run(
@@ -238,7 +256,7 @@ impl LocalStack {
             )
             .await
         });
-        println!("host       enclave-host consuming {}", topic::REQUESTS);
+        println!("host       enclave-host consuming {}", topic::ADMITTED);
         let keys_producer = Producer::new(&kafka)?;
         let published = publish_once(&enclave, &keys_producer, &codec)
             .await
@@ -260,6 +278,8 @@ impl LocalStack {
         });
 
         let audit = start_audit_sink(&options.audit_dir, &kafka, &codec, &stop).await?;
+        let admission =
+            start_admission(options, producer_for_admission, &kafka, &codec, &stop).await?;
 
         Ok(Self {
             audit,
@@ -272,6 +292,7 @@ impl LocalStack {
             pcr0,
             stop,
             host,
+            admission,
             app,
             _embedded: embedded,
         })
@@ -299,13 +320,17 @@ impl LocalStack {
         self.stop.clone()
     }
 
-    /// Stops the host loop and the enclave; returns the host's summary.
-    pub(crate) async fn stop(self) -> anyhow::Result<RunSummary> {
+    /// Stops every part; returns what the host and admission did.
+    pub(crate) async fn stop(self) -> anyhow::Result<(RunSummary, AdmissionSummary)> {
         self.stop.cancel();
-        let summary = self.host.await.context("the host task failed")??;
+        let host = self.host.await.context("the host task failed")??;
+        let admission = self
+            .admission
+            .await
+            .context("the admission task failed")??;
         let _ = self.app.await;
         self.audit.await.context("the audit sink task failed")??;
-        Ok(summary)
+        Ok((host, admission))
     }
 }
 
@@ -360,6 +385,69 @@ async fn start_audit_sink(
         codec.clone(),
         stop.clone(),
     )))
+}
+
+/// What admission did in a run.
+pub(crate) type AdmissionSummary = zenvelope_processors::service::Summary;
+
+/// The admission processor, in this process (the same code as the `zenvelope-admission`
+/// service): the stack's tenant at `options.tier`, allowed the purpose the demo claims,
+/// with the stack's producer key registered.
+async fn start_admission(
+    options: &StackOptions,
+    producer: VerifyingKey,
+    kafka: &KafkaConfig,
+    codec: &Arc<SchemaCodec>,
+    stop: &CancellationToken,
+) -> anyhow::Result<JoinHandle<Result<AdmissionSummary, zenvelope_processors::Error>>> {
+    let tenants = BTreeMap::from([(
+        TENANT.to_owned(),
+        Tenant::new(
+            options.tier,
+            vec![Purpose::IndividualRequest],
+            Keyring::new().with(producer)?,
+        ),
+    )]);
+    let config = zenvelope_processors::AdmissionConfig {
+        kafka: kafka.clone(),
+        ..Default::default()
+    };
+    let listener = match options.usage_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for the usage endpoint (--usage-listen)")
+        })?),
+        None => None,
+    };
+    let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let quota = match options.tier.quota() {
+        Some(n) => format!(
+            "{n} requests per {}",
+            match options.tier.window() {
+                zenvelope_processors::Window::Day => "UTC day",
+                zenvelope_processors::Window::Month => "UTC month",
+            }
+        ),
+        None => "no quota".to_owned(),
+    };
+    println!(
+        "admission  {} -> {}: framing, producer signature against {TENANT}'s registered key, purpose, {} tier quota ({quota}); refusals to {} with a notice on {}",
+        topic::REQUESTS,
+        topic::ADMITTED,
+        options.tier.name(),
+        topic::DLQ,
+        topic::REJECTIONS,
+    );
+    if let Some(addr) = addr {
+        println!("           usage: GET http://{addr}/v1/usage?tenant={TENANT}");
+    }
+    let handle = tokio::spawn(zenvelope_processors::service::run_with(
+        config,
+        tenants,
+        codec.clone(),
+        listener,
+        stop.clone(),
+    ));
+    Ok(handle)
 }
 
 /// The model provider `options` ask for. An HTTP provider is reached as in production:

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use zenvelope_envelope::DEFAULT_RSA_BITS;
 
+use zenvelope_processors::Tier;
+
 use crate::stack::{LocalStack, PRODUCER_KEY_ID, RESULT_KEY_ID, StackOptions, TENANT};
 
 /// The client configuration `up` writes into the state folder.
@@ -29,6 +31,14 @@ pub(crate) struct Args {
     rsa_bits: usize,
     #[command(flatten)]
     model: crate::stack::ModelArgs,
+    /// The stack tenant's tier: its quota, which admission enforces (counters live on
+    /// the broker's zenvelope.usage topic, so they start afresh with the embedded one).
+    #[arg(long, value_enum, default_value_t = Tier::Free)]
+    tier: Tier,
+    /// Where admission serves `GET /v1/usage` and `GET /v1/health` (port 0: any free
+    /// port, printed at start).
+    #[arg(long, value_name = "ADDR", default_value = zenvelope_processors::config::DEFAULT_HTTP_LISTEN)]
+    usage_listen: std::net::SocketAddr,
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
@@ -47,6 +57,8 @@ async fn up(args: &Args) -> anyhow::Result<()> {
         host_group: "zenvelope-up-host",
         model: args.model.clone(),
         audit_dir: args.state_dir.clone(),
+        tier: args.tier,
+        usage_listen: Some(args.usage_listen),
     })
     .await?;
     let config = write_state(&args.state_dir, &stack)?;
@@ -80,6 +92,12 @@ async fn up(args: &Args) -> anyhow::Result<()> {
     println!(
         "           compare it with the audit topic: zenvelope audit cross-check --bootstrap {bootstrap} --store {store} --vkey-file {vkey}"
     );
+    println!(
+        "           usage and quota: zenvelope usage --bootstrap {bootstrap} --tenant {TENANT}"
+    );
+    println!(
+        "           dead letters (refused or unanswerable requests): zenvelope dlq list --bootstrap {bootstrap}"
+    );
     println!("           Ctrl-C stops the stack.");
 
     let stopping = stack.stopping();
@@ -89,10 +107,13 @@ async fn up(args: &Args) -> anyhow::Result<()> {
         () = stopping.cancelled() => {}
     }
     println!("\nstopping   ...");
-    let summary = stack.stop().await?;
+    let (summary, admission) = stack.stop().await?;
     println!(
-        "stopped    {} requests processed, {} dead-lettered",
-        summary.processed, summary.dead_lettered
+        "stopped    {} requests processed by the host ({} dead-lettered); admission checked {} requests and refused {}",
+        summary.processed,
+        summary.dead_lettered,
+        admission.check.processed,
+        admission.check.dead_lettered + admission.quota.dead_lettered,
     );
     Ok(())
 }

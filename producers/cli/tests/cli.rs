@@ -87,6 +87,31 @@ fn demo_runs_every_stage_and_never_prints_the_entries() {
         stdout.contains("stopped: 2 requests processed, 0 dead-lettered"),
         "{stdout}"
     );
+    // Admission let both through, refused the unregistered backend's request, the SDK
+    // showed the refusal, and the usage counters say so.
+    assert_eq!(
+        stdout
+            .matches("admission  signature journal-backend v1 registered for demo-clinic")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("admission  refused it (untrusted_signer)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the SDK told the user (notice on zenvelope.rejections)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(": 2 requests admitted (quota 100), 2 answered,"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("admission  stopped: 3 requests checked, 1 refused"),
+        "{stdout}"
+    );
     assert_eq!(stdout.matches("disclosure receipt:").count(), 2, "{stdout}");
     assert_eq!(
         stdout.matches("signed by fleet-results:1").count(),

@@ -28,6 +28,8 @@ impl Up {
                 "2048",
                 "--provider",
                 "offline",
+                "--usage-listen",
+                "127.0.0.1:0",
                 "--state-dir",
             ])
             .arg(dir.path().join("state"))
@@ -108,6 +110,16 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The message id on `produce`'s `sent ...` line.
+fn sent_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("sent "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a sent line")
+        .to_owned()
+}
+
 #[test]
 fn up_then_produce_and_subscribe_from_other_processes() {
     let up = Up::start();
@@ -126,12 +138,7 @@ fn up_then_produce_and_subscribe_from_other_processes() {
         stderr.contains("fleet key fleet v1 verified from the key directory"),
         "{stderr}"
     );
-    let sent = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("sent "))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("a sent line")
-        .to_owned();
+    let sent = sent_id(&stdout);
     assert!(
         stdout.contains(&format!("answer to {sent} (RESULT")),
         "{stdout}"
@@ -317,8 +324,9 @@ fn up_then_produce_and_subscribe_from_other_processes() {
         text(&out.stdout)
     );
 
-    // A backend signing with a key id the enclave does not trust: the SDK cannot know,
-    // the enclave dead-letters it, and the auditor's replay shows both.
+    // A backend signing with a key id the tenant never registered: its SDK cannot know,
+    // admission dead-letters it before any enclave sees it and tells the user's SDK, and
+    // the auditor's replay shows both.
     let other = state.join("other");
     let out = Command::new(env!("CARGO_BIN_EXE_zenvelope"))
         .args([
@@ -350,12 +358,22 @@ fn up_then_produce_and_subscribe_from_other_processes() {
     )
     .expect("write");
     let out = zenvelope(
-        &["produce", "--user", USER],
+        &["produce", "--user", USER, "--wait"],
         &untrusted,
         Some(PASSPHRASE),
         CANARY.as_bytes(),
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (refused_out, refused_err) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{refused_out}\n{refused_err}");
+    let refused_id = sent_id(&refused_out);
+    assert!(
+        refused_err.contains(&format!(
+            "Request {refused_id} was refused by admission (untrusted_signer)"
+        )),
+        "{refused_err}"
+    );
+    assert!(!refused_out.contains("answer to"), "{refused_out}");
+    assert!(!format!("{refused_out}{refused_err}").contains("CANARY"));
     let deadline = Instant::now() + Duration::from_secs(60);
     let json = loop {
         let replay = replay();
@@ -377,9 +395,49 @@ fn up_then_produce_and_subscribe_from_other_processes() {
     );
     assert!(!json.to_string().contains("CANARY"));
 
+    // Usage, as a dashboard reads it: the two admitted requests and their two answers;
+    // the refused one is not counted against the quota.
+    let usage = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_zenvelope"))
+            .args([
+                "usage",
+                "--json",
+                "--tenant",
+                "demo-clinic",
+                "--bootstrap",
+                &bootstrap,
+            ])
+            .output()
+            .expect("usage");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        rows
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = usage();
+        let row = &rows[0];
+        if row["results"] == 2 {
+            assert_eq!(row["requests"], 2, "{rows}");
+            assert_eq!(row["quota_rejected"], 0, "{rows}");
+            assert_eq!(row["errors"], 0, "{rows}");
+            assert!(
+                row["request_bytes"].as_i64().is_some_and(|b| b > 0),
+                "{rows}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "usage not metered: {rows}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     let (stopped, log) = up.stop();
     assert!(stopped, "{log}");
-    assert!(log.contains("requests processed"), "{log}");
+    assert!(log.contains("2 requests processed by the host"), "{log}");
+    assert!(
+        log.contains("admission checked 3 requests and refused 1"),
+        "{log}"
+    );
     assert!(!log.contains("CANARY"), "plaintext in the stack's log");
     // Only the offline analyser's counts came back; the text itself never printed.
     for output in [&stdout, &stderr] {
