@@ -776,3 +776,43 @@ async fn queries_filter_by_tenant_subject_operation_and_time() -> Result<()> {
     ensure!(limited.len() == 3 && limited[0].index == 0, "limit");
     Ok(())
 }
+
+/// Two processes (the sink and an auditor's CLI) may open a new store at the same moment:
+/// both opens succeed, whichever writes the format version first.
+#[test]
+fn a_new_store_opened_twice_at_once_opens_both_times() -> Result<()> {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.db");
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let opens: Vec<_> = (0..2)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    EmbeddedStore::open(&path).map(|_| ())
+                })
+            })
+            .collect();
+        for open in opens {
+            open.join()
+                .map_err(|_| anyhow::anyhow!("an open panicked"))??;
+        }
+    }
+    // A store of another format version is still refused.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("audit.db");
+    drop(EmbeddedStore::open(&path)?);
+    Connection::open(&path)?.execute(
+        "UPDATE meta SET value = '0' WHERE key = 'format_version'",
+        [],
+    )?;
+    let refused = EmbeddedStore::open(&path).err().map(|e| e.to_string());
+    ensure!(
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("written by another version")),
+        "{refused:?}"
+    );
+    Ok(())
+}

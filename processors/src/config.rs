@@ -42,9 +42,6 @@ pub struct AdmissionConfig {
     pub metering: ProcessorConfig,
     /// Tenants by id: tier, allowed purposes and the producer keys they sign with.
     pub tenants: BTreeMap<String, TenantConfig>,
-    /// Largest accepted request record (envelope plus frame), bytes.
-    #[serde(default = "default_max_request_bytes")]
-    pub max_request_bytes: usize,
     /// The usage endpoint (`GET /v1/usage`, `GET /v1/health`).
     #[serde(default)]
     pub http: HttpConfig,
@@ -152,9 +149,6 @@ fn default_metering() -> ProcessorConfig {
         "zenvelope-admission-usage",
         vec![topic::RESULTS.to_owned(), topic::AUDIT.to_owned()],
     )
-}
-fn default_max_request_bytes() -> usize {
-    zenvelope_envelope::Limits::default().max_envelope_bytes + 5
 }
 fn default_partitions() -> i32 {
     4
@@ -270,7 +264,6 @@ impl Default for AdmissionConfig {
             quota: default_quota_one(),
             metering: default_metering_one(),
             tenants: BTreeMap::new(),
-            max_request_bytes: default_max_request_bytes(),
             http: HttpConfig::default(),
             telemetry: TelemetryConfig::default(),
             schema_registry_url: None,

@@ -617,7 +617,13 @@ impl Client {
     }
 
     /// Follows `zenvelope.results` and yields `user`'s answers, verified and opened;
-    /// with `from_beginning`, earlier answers too.
+    /// with `from_beginning`, earlier answers too. Where `zenvelope.rejections` exists
+    /// when this is called (admission runs), admission's refusals of the user's requests
+    /// come as [`Error::Refused`]: those from about a minute before this call on, or all
+    /// of them with `from_beginning`.
+    ///
+    /// Blocks the calling thread for one metadata request (at most ten seconds) to look
+    /// the rejections topic up; a broker that does not answer is an error.
     pub fn results(&self, user: &User, from_beginning: bool) -> Result<Results, Error> {
         Results::new(self.clone(), user, from_beginning)
     }

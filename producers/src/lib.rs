@@ -37,9 +37,15 @@
 //!     .analyze(&ada, Request::text("Summarise the entry.", "Slept badly again."))
 //!     .await?;
 //! let mut answers = client.results(&ada, false)?;
-//! let answer = answers.next().await?;
-//! assert_eq!(answer.correlation_id, sent.message_id);
-//! println!("{}", answer.text);
+//! match answers.next().await {
+//!     Ok(answer) => {
+//!         assert_eq!(answer.correlation_id, sent.message_id);
+//!         println!("{}", answer.text);
+//!     }
+//!     // Admission refused it (quota, signature, purpose): say why, and when to retry.
+//!     Err(zenvelope_producer::Error::Refused(refusal)) => eprintln!("{refusal}"),
+//!     Err(other) => return Err(other),
+//! }
 //! # Ok(()) }
 //! ```
 //!

@@ -16,6 +16,10 @@ use crate::error::Error;
 const DEDUPE_WINDOW: usize = 100_000;
 /// How long looking up the optional rejections topic may take.
 const TOPIC_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much older than the subscription a refusal notice may be and still be told
+/// (clock skew between admission and this client). Older notices are history: a
+/// subscription that is not `from_beginning` skips them.
+const REFUSAL_SKEW_MS: i64 = 60_000;
 
 /// An opened answer.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,10 +77,17 @@ impl std::fmt::Display for Refusal {
             self.detail
         )?;
         if let Some(after) = self.retry_after {
-            write!(f, " Retry in {} s.", after.as_secs())?;
+            // Rounded up: "retry in 0 s" would be too early.
+            write!(f, " Retry in {} s.", after.as_millis().div_ceil(1000))?;
         }
         Ok(())
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl From<Rejection> for Refusal {
@@ -102,6 +113,8 @@ pub struct Results {
     subscriber: Subscriber,
     seen: Dedupe,
     limits: Limits,
+    /// Refusal notices older than this (ms since the epoch) are skipped.
+    refusals_since_ms: i64,
 }
 
 /// The most recent correlation ids, bounded: at most `cap` are remembered.
@@ -167,6 +180,11 @@ impl Results {
             client,
             seen: Dedupe::new(DEDUPE_WINDOW),
             limits: Limits::default(),
+            refusals_since_ms: if from_beginning {
+                i64::MIN
+            } else {
+                now_ms().saturating_sub(REFUSAL_SKEW_MS)
+            },
         })
     }
 
@@ -205,20 +223,25 @@ impl Results {
     }
 
     /// The refusal a notice tells, unless one for the same request was returned before.
-    /// A notice that does not decode is an error, like an unopenable answer.
+    /// Notices are not authenticated: one that does not decode is logged and skipped, so
+    /// a forged record cannot end a wait for a real answer.
     async fn refusal(&mut self, record: &Inbound) -> Result<Option<Refusal>, Error> {
-        let notice: Rejection = self
-            .client
-            .inner
-            .codec
-            .decode(&record.payload)
-            .await
-            .map_err(|e| Error::Unopenable {
-                topic: record.topic.clone(),
-                offset: record.offset,
-                source: Box::new(e.into()),
-            })?;
-        if notice.subject.as_deref() != Some(self.subject.as_str()) {
+        let notice: Rejection = match self.client.inner.codec.decode(&record.payload).await {
+            Ok(notice) => notice,
+            Err(error) => {
+                tracing::warn!(
+                    topic = %record.topic,
+                    partition = record.partition,
+                    offset = record.offset,
+                    %error,
+                    "Skipping a rejection notice that does not decode."
+                );
+                return Ok(None);
+            }
+        };
+        if notice.subject.as_deref() != Some(self.subject.as_str())
+            || notice.rejected_at_ms < self.refusals_since_ms
+        {
             return Ok(None);
         }
         let refusal = Refusal::from(notice);

@@ -117,15 +117,23 @@ impl EmbeddedStore {
         };
         let conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "cache_size", CACHE_SIZE_PRAGMA)
-            .map_err(open_err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
-            .map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        // Another process (the sink, an auditor's CLI) may be creating the same new store
+        // at this moment. SQLite answers some of those collisions (the switch to WAL, a
+        // read lock upgraded to a write lock) with "busy" at once, without waiting: the
+        // set-up is retried until BUSY_TIMEOUT.
+        let started = std::time::Instant::now();
+        loop {
+            match Self::set_up(&conn) {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(open_err(e)),
+            }
+        }
         let version: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'format_version'",
@@ -135,15 +143,8 @@ impl EmbeddedStore {
             .optional()
             .map_err(open_err)?;
         match version.as_deref() {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('format_version', ?1)",
-                    [FORMAT_VERSION],
-                )
-                .map_err(open_err)?;
-            }
             Some(FORMAT_VERSION) => {}
-            Some(_) => {
+            None | Some(_) => {
                 return Err(Error::Config {
                     field: "store.path",
                     reason: format!(
@@ -156,6 +157,21 @@ impl EmbeddedStore {
         Ok(Self {
             path: path.to_owned(),
             conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Pragmas, tables and the format version (written only where none is, in one
+    /// immediate transaction, so two processes creating the store cannot collide on it).
+    fn set_up(conn: &Connection) -> rusqlite::Result<()> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "cache_size", CACHE_SIZE_PRAGMA)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA}; INSERT OR IGNORE INTO meta (key, value) VALUES ('format_version', '{FORMAT_VERSION}'); COMMIT;"
+        ))
+        .inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
         })
     }
 

@@ -61,7 +61,8 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = DEFAULT_RSA_BITS)]
     rsa_bits: usize,
     /// Use this Kafka broker (host:port) instead of the embedded one; the demo's topics
-    /// are created if missing.
+    /// are created if missing. A development broker of its own, not one where other
+    /// zenvelope services run (the demo's admission and host would read their topics).
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap: Option<String>,
     #[command(flatten)]
@@ -192,8 +193,11 @@ async fn pipeline(args: &Args) -> anyhow::Result<()> {
         let (provider, model) = answer.provider.clone().unwrap_or_default();
         // The host reads only zenvelope.admitted: an answer means admission let it pass.
         println!(
-            "admission  signature {PRODUCER_KEY_ID} v1 registered for {TENANT}, purpose allowed, within the {} quota: forwarded unchanged to {}",
-            args.tier.name(),
+            "admission  signature {PRODUCER_KEY_ID} v1 registered for {TENANT}, purpose allowed, {}: forwarded unchanged to {}",
+            match args.tier.quota() {
+                Some(_) => format!("within the {} quota", args.tier.name()),
+                None => format!("{} tier (no quota)", args.tier.name()),
+            },
             topic::ADMITTED
         );
         println!(
@@ -374,6 +378,12 @@ async fn usage_demo(stack: &LocalStack, args: &Args) -> anyhow::Result<()> {
             Some(u) if u.results + u.errors >= entries || waited.elapsed() > ANSWER_TIMEOUT => {
                 break u;
             }
+            None if waited.elapsed() > ANSWER_TIMEOUT => {
+                bail!(
+                    "admission recorded no usage for {TENANT} on {}",
+                    topic::USAGE
+                )
+            }
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
@@ -400,7 +410,7 @@ async fn usage_demo(stack: &LocalStack, args: &Args) -> anyhow::Result<()> {
 /// The file in the audit directory holding this run's result-signing public key (DER).
 pub(crate) const RESULTS_PUBLIC_KEY_FILE: &str = "results-public.der";
 
-fn plural(n: u64, what: &str) -> String {
+pub(crate) fn plural(n: u64, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {

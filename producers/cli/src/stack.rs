@@ -155,6 +155,12 @@ impl LocalStack {
             (topic::CHECKPOINTS, 1),
         ];
 
+        // The usage endpoint's port first: a clash shows before anything starts.
+        let usage_listener = match options.usage_listen {
+            Some(addr) => Some(usage_listener(addr).await?),
+            None => None,
+        };
+
         // The broker.
         let (embedded, kafka) = match &options.bootstrap {
             Some(servers) => {
@@ -278,8 +284,15 @@ impl LocalStack {
         });
 
         let audit = start_audit_sink(&options.audit_dir, &kafka, &codec, &stop).await?;
-        let admission =
-            start_admission(options, producer_for_admission, &kafka, &codec, &stop).await?;
+        let admission = start_admission(
+            options,
+            producer_for_admission,
+            usage_listener,
+            &kafka,
+            &codec,
+            &stop,
+        )
+        .await?;
 
         Ok(Self {
             audit,
@@ -387,6 +400,29 @@ async fn start_audit_sink(
     )))
 }
 
+/// Listens on `addr`; if that port is taken (a deployed admission service, another
+/// `up`), on a free port of the same address instead, and says so.
+async fn usage_listener(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 => {
+            let listener = tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {} for the usage endpoint", addr.ip())
+                })?;
+            println!(
+                "note       {addr} is in use; the usage endpoint listens on {} instead",
+                listener.local_addr()?
+            );
+            Ok(listener)
+        }
+        Err(e) => Err(e).with_context(|| {
+            format!("cannot listen on {addr} for the usage endpoint (--usage-listen)")
+        }),
+    }
+}
+
 /// What admission did in a run.
 pub(crate) type AdmissionSummary = zenvelope_processors::service::Summary;
 
@@ -396,6 +432,7 @@ pub(crate) type AdmissionSummary = zenvelope_processors::service::Summary;
 async fn start_admission(
     options: &StackOptions,
     producer: VerifyingKey,
+    listener: Option<tokio::net::TcpListener>,
     kafka: &KafkaConfig,
     codec: &Arc<SchemaCodec>,
     stop: &CancellationToken,
@@ -408,16 +445,15 @@ async fn start_admission(
             Keyring::new().with(producer)?,
         ),
     )]);
-    let config = zenvelope_processors::AdmissionConfig {
+    let mut config = zenvelope_processors::AdmissionConfig {
         kafka: kafka.clone(),
         ..Default::default()
     };
-    let listener = match options.usage_listen {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen on {addr} for the usage endpoint (--usage-listen)")
-        })?),
-        None => None,
-    };
+    // Consumer groups of this stack's own, never those of a deployed admission service.
+    let prefix = options.host_group.trim_end_matches("-host");
+    config.check.group_id = format!("{prefix}-admission");
+    config.quota.group_id = format!("{prefix}-admission-quota");
+    config.metering.group_id = format!("{prefix}-admission-usage");
     let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
     let quota = match options.tier.quota() {
         Some(n) => format!(
@@ -440,14 +476,22 @@ async fn start_admission(
     if let Some(addr) = addr {
         println!("           usage: GET http://{addr}/v1/usage?tenant={TENANT}");
     }
-    let handle = tokio::spawn(zenvelope_processors::service::run_with(
-        config,
-        tenants,
-        codec.clone(),
-        listener,
-        stop.clone(),
-    ));
-    Ok(handle)
+    let (codec, stop) = (codec.clone(), stop.clone());
+    Ok(tokio::spawn(async move {
+        let result =
+            zenvelope_processors::service::run_with(config, tenants, codec, listener, stop.clone())
+                .await;
+        // Without admission nothing reaches the enclave: a stack whose admission ended
+        // by itself stops, rather than leaving requests unanswered.
+        if !stop.is_cancelled() {
+            match &result {
+                Err(error) => eprintln!("error: admission stopped: {error}; stopping the stack"),
+                Ok(_) => eprintln!("error: admission stopped by itself; stopping the stack"),
+            }
+            stop.cancel();
+        }
+        result
+    }))
 }
 
 /// The model provider `options` ask for. An HTTP provider is reached as in production:

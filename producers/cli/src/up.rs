@@ -23,7 +23,9 @@ pub(crate) struct Args {
     /// previous content is replaced).
     #[arg(long, default_value = ".zenvelope", value_name = "DIR")]
     state_dir: PathBuf,
-    /// Use this Kafka broker (host:port) instead of the embedded one.
+    /// Use this Kafka broker (host:port) instead of the embedded one: a development
+    /// broker of its own, not one where other zenvelope services run (this stack's
+    /// admission and host read zenvelope.requests and zenvelope.admitted there too).
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap: Option<String>,
     /// RSA modulus size of the dev fleet and producer keys (2048, 3072 or 4096).
@@ -109,10 +111,10 @@ async fn up(args: &Args) -> anyhow::Result<()> {
     println!("\nstopping   ...");
     let (summary, admission) = stack.stop().await?;
     println!(
-        "stopped    {} requests processed by the host ({} dead-lettered); admission checked {} requests and refused {}",
-        summary.processed,
+        "stopped    {} processed by the host ({} dead-lettered); admission checked {} and refused {}",
+        crate::demo::plural(summary.processed, "request"),
         summary.dead_lettered,
-        admission.check.processed,
+        crate::demo::plural(admission.check.processed, "request"),
         admission.check.dead_lettered + admission.quota.dead_lettered,
     );
     Ok(())
