@@ -53,7 +53,7 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", zenvelope_runtime::error_report(error.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -228,3 +228,56 @@ pub(crate) fn is_transient(e: &KafkaError) -> bool {
         )
     )
 }
+
+/// `error` and its causes for a person to read, each once, joined by `: `. The errors of
+/// the zenvelope crates repeat their cause in their own sentence, so printing the chain
+/// (`{:#}` with anyhow) would say each cause two or three times.
+pub fn error_report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let error = Error::kafka(
+            "fetch metadata",
+            rdkafka::error::KafkaError::MetadataFetch(
+                rdkafka::error::RDKafkaErrorCode::BrokerTransportFailure,
+            ),
+        );
+        let report = error_report(&error);
+        assert_eq!(
+            report.matches("Broker transport failure").count(),
+            1,
+            "{report}"
+        );
+        assert!(
+            report.starts_with("the Kafka operation \"fetch metadata\" failed: "),
+            "{report}"
+        );
+        // A cause already in the sentence is not said again.
+        let io = Error::ConfigRead {
+            path: "/etc/zenvelope.toml".into(),
+            source: std::io::Error::other("disk on fire"),
+        };
+        assert_eq!(
+            error_report(&io),
+            "the configuration file /etc/zenvelope.toml could not be read: disk on fire"
+        );
+    }
+}

@@ -72,7 +72,7 @@ pub use config::{
     TelemetryConfig, load_config, load_config_from_vars,
 };
 pub use embedded::EmbeddedBroker;
-pub use error::{Error, KafkaFailure};
+pub use error::{Error, KafkaFailure, error_report};
 pub use message::{Disposition, Handler, Inbound, Outbound};
 pub use processor::{MAX_BACKOFF_MS, RunSummary, reason, run};
 pub use producer::Producer;

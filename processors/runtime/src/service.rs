@@ -55,3 +55,18 @@ pub fn log_stopped(summary: &crate::RunSummary) {
         "Stopped."
     );
 }
+
+/// The exit status of a service's `main`: success, or the error and its causes, each
+/// once, on standard error and status 1.
+pub fn exit_code<E>(result: Result<(), E>) -> std::process::ExitCode
+where
+    E: AsRef<dyn std::error::Error + Send + Sync + 'static>,
+{
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", crate::error_report(error.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

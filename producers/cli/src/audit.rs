@@ -279,7 +279,7 @@ pub(crate) fn main(command: &AuditCommand) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", zenvelope_runtime::error_report(error.as_ref()));
             ExitCode::from(2)
         }
     }

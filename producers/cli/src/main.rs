@@ -152,7 +152,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", zenvelope_runtime::error_report(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -184,7 +184,7 @@ pub(crate) fn dlq_main(command: &DlqCommand) -> ExitCode {
     match run_dlq(command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", zenvelope_runtime::error_report(e.as_ref()));
             ExitCode::from(2)
         }
     }

@@ -250,27 +250,10 @@ pub(crate) fn main(args: &Args) -> ExitCode {
         Ok(true) => ExitCode::from(EXIT_CLEAN),
         Ok(false) => ExitCode::from(EXIT_FINDINGS),
         Err(e) => {
-            eprintln!("error: {}", error_text(&e));
+            eprintln!("error: {}", zenvelope_runtime::error_report(e.as_ref()));
             ExitCode::from(EXIT_ERROR)
         }
     }
-}
-
-/// The error and its causes, each once: the library errors repeat their source in their
-/// own message, so `{:#}` would print it twice.
-fn error_text(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
 }
 
 /// Whether the report is clean.
