@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use zenvelope_runtime::now_ms;
 
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
@@ -104,13 +106,6 @@ fn default_max_events() -> usize {
 }
 fn default_linger_ms() -> u64 {
     5
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// What the appender answers for one event.

@@ -41,9 +41,4 @@ pub use config::{AdmissionConfig, ENV_PREFIX};
 pub use error::Error;
 pub use tier::{Period, Tier, Window};
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use zenvelope_runtime::now_ms;

@@ -34,21 +34,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("sent {}", sent.message_id);
 
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), answers.next()).await? {
-            Ok(answer) if answer.correlation_id == sent.message_id => {
-                println!("{}", answer.text);
-                return Ok(());
-            }
-            // Admission refused this request (quota, signature, purpose): say why.
-            Err(zenvelope_producer::Error::Refused(refusal))
-                if refusal.message_id.as_deref() == Some(sent.message_id.as_str()) =>
-            {
-                return Err(refusal.to_string().into());
-            }
-            // Another request's answer or refusal.
-            Ok(_) | Err(zenvelope_producer::Error::Refused(_)) => {}
-            Err(other) => return Err(other.into()),
-        }
-    }
+    // The answer, or admission's refusal (quota, signature, purpose) with its reason.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(60),
+        answers.outcome_of(&sent.message_id),
+    )
+    .await??;
+    println!("{}", answer.text);
+    Ok(())
 }

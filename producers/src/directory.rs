@@ -25,13 +25,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use zenvelope_attestation::{
     AttestationDocument, CoseSign1, PinnedMeasurements, TrustAnchor, expect_pcrs,
 };
 use zenvelope_envelope::{FleetPublicKey, Keyring, Opener, VerifyingKey};
-use zenvelope_runtime::{KafkaConfig, Subscriber};
+use zenvelope_runtime::{KafkaConfig, Subscriber, now_ms};
 use zenvelope_schemas::names::topic;
 use zenvelope_schemas::{KeyAlgorithm, KeyDirectoryEntry, KeyPurpose, KeyStatus, SchemaCodec};
 
@@ -251,13 +251,6 @@ pub struct KeyDirectory {
     policy: KeyDirectoryPolicy,
     state: RwLock<State>,
     changed: tokio::sync::Notify,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl KeyDirectory {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zenvelope_envelope::{Kind, Limits, UserKey};
-use zenvelope_runtime::{Inbound, Subscriber};
+use zenvelope_runtime::{Inbound, Subscriber, now_ms};
 use zenvelope_schemas::names::{header, media_type, topic};
 use zenvelope_schemas::{AnalysisResult, Rejection, SchemaId};
 
@@ -82,12 +82,6 @@ impl std::fmt::Display for Refusal {
         }
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl From<Rejection> for Refusal {
@@ -219,6 +213,24 @@ impl Results {
                 continue;
             }
             return Ok(answer);
+        }
+    }
+
+    /// The answer to the request `message_id`, or its refusal as [`Error::Refused`].
+    /// Answers and refusals of the user's other requests are skipped (and not returned
+    /// later); other errors are returned as [`Results::next`] returns them.
+    pub async fn outcome_of(&mut self, message_id: &str) -> Result<Answer, Error> {
+        loop {
+            match self.next().await {
+                Ok(answer) if answer.correlation_id == message_id => return Ok(answer),
+                Err(Error::Refused(refusal))
+                    if refusal.message_id.as_deref() == Some(message_id) =>
+                {
+                    return Err(Error::Refused(refusal));
+                }
+                Ok(_) | Err(Error::Refused(_)) => {}
+                Err(other) => return Err(other),
+            }
         }
     }
 

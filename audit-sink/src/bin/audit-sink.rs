@@ -50,13 +50,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     zenvelope_runtime::service::init_tracing();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {}", zenvelope_runtime::error_report(error.as_ref()));
-            ExitCode::FAILURE
-        }
-    }
+    zenvelope_runtime::service::exit_code(run(args).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -1,7 +1,5 @@
 //! Audit events the enclave reports: ids, pseudonyms, codes and hashes, never PHI.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use aws_lc_rs::digest;
 use zenvelope_envelope::{Header, Keyed as _, Purpose, SigningKey};
 use zenvelope_schemas::{
@@ -11,12 +9,7 @@ use zenvelope_schemas::{
 use super::config::encode_hex;
 
 /// Milliseconds since the Unix epoch, from the enclave clock.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use zenvelope_runtime::now_ms;
 
 /// Lowercase hex SHA-256.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {

@@ -74,7 +74,7 @@ pub use config::{
 pub use embedded::EmbeddedBroker;
 pub use error::{Error, KafkaFailure, error_report};
 pub use message::{Disposition, Handler, Inbound, Outbound};
-pub use processor::{MAX_BACKOFF_MS, RunSummary, reason, run};
+pub use processor::{MAX_BACKOFF_MS, RunSummary, now_ms, reason, run};
 pub use producer::Producer;
 pub use reader::{
     DEFAULT_IDLE_TIMEOUT, PartitionRange, RangeReader, ReadFrom, ReadProgress, ReadTo,

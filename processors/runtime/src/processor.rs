@@ -760,7 +760,8 @@ async fn dlq_record<H: Handler>(
     })
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, from this machine's clock (0 before 1970).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -331,20 +331,13 @@ async fn refused_demo(
         "bad input  a backend whose signing key {TENANT} never registered sends message {}",
         sent.message_id
     );
-    let refusal = loop {
-        match tokio::time::timeout(ANSWER_TIMEOUT, answers.next())
-            .await
-            .context("no refusal arrived")?
-        {
-            Err(SdkError::Refused(r)) if r.message_id.as_deref() == Some(&sent.message_id) => {
-                break r;
-            }
-            Ok(a) if a.correlation_id == sent.message_id => {
-                bail!("a request from an unregistered backend was answered")
-            }
-            Ok(_) | Err(SdkError::Refused(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+    let refusal = match tokio::time::timeout(ANSWER_TIMEOUT, answers.outcome_of(&sent.message_id))
+        .await
+        .context("no refusal arrived")?
+    {
+        Err(SdkError::Refused(refusal)) => refusal,
+        Ok(_) => bail!("a request from an unregistered backend was answered"),
+        Err(e) => return Err(e.into()),
     };
     println!(
         "admission  refused it ({}): {}",

@@ -178,24 +178,16 @@ pub(crate) fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
             return Ok(());
         };
         let timeout = Duration::from_secs(args.timeout_secs);
-        loop {
-            let answer = tokio::time::timeout(timeout, answers.next())
-                .await
-                .with_context(|| format!("no answer within {} s", args.timeout_secs))?;
-            match answer {
-                Ok(answer) if answer.correlation_id == sent.message_id => {
-                    print_answer(&answer);
-                    return Ok(());
-                }
-                Err(SdkError::Refused(refusal))
-                    if refusal.message_id.as_deref() == Some(sent.message_id.as_str()) =>
-                {
-                    bail!("{refusal}");
-                }
-                // Another request's answer or refusal.
-                Ok(_) | Err(SdkError::Refused(_)) => {}
-                Err(error) => return Err(explain(error)),
+        let outcome = tokio::time::timeout(timeout, answers.outcome_of(&sent.message_id))
+            .await
+            .with_context(|| format!("no answer within {} s", args.timeout_secs))?;
+        match outcome {
+            Ok(answer) => {
+                print_answer(&answer);
+                Ok(())
             }
+            Err(SdkError::Refused(refusal)) => bail!("{refusal}"),
+            Err(error) => Err(explain(error)),
         }
     })
 }
